@@ -1,0 +1,85 @@
+"""The ASGI application: routes, error handlers, and the database for the app's lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.api.http import error_response, json_response
+from fhir_server.api.middleware import AccessLog
+from fhir_server.api.routes import Services, router
+from fhir_server.config import Settings
+from fhir_server.fhir.bundle import BundleProcessor
+from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
+from fhir_server.fhir.registry import SERVED_TYPES
+from fhir_server.fhir.rest import ResourceService
+from fhir_server.search.index import index_specs
+from fhir_server.storage.client import Mongo
+from fhir_server.storage.launcher import database
+from fhir_server.storage.repository import Repository
+
+log = logging.getLogger("fhir_server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; the database is reached (or started) when the app starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with database(settings) as db:
+            mongo = Mongo(db.uri, settings.mongo_db)
+            try:
+                await mongo.open(index_specs(SERVED_TYPES))
+                repo = Repository(mongo)
+                resources = ResourceService(repo)
+                bundles = BundleProcessor(
+                    resources,
+                    settings.fhir_base,
+                    (settings.default_page_size, settings.max_page_size),
+                    settings.max_bundle_entries,
+                )
+                app.state.services = Services(settings, repo, resources, bundles)
+                app.state.mongo = mongo
+                yield
+            finally:
+                await mongo.close()
+
+    app = FastAPI(title="dmp-fhir", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.include_router(router, prefix="/fhir")
+
+    @app.get("/health")
+    async def health(request: Request) -> Response:
+        ok = await request.app.state.mongo.ping()
+        return json_response(request, {"status": "ok" if ok else "database unreachable"}, 200 if ok else 503)
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            return error_response(
+                request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+            )
+        return error_response(request, NotFound(f"no FHIR endpoint at {request.url.path}"))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(request, BadRequest(str(exc)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(request, FhirError("internal error; the request changed nothing"))
+
+    app.add_middleware(AccessLog, enabled=settings.access_log)
+    return app

@@ -1,0 +1,118 @@
+"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``.
+
+Commands that need the database accept ``--data-dir`` (or ``FHIR_DATA_DIR``) and honour
+``FHIR_MONGO_URI``; with the embedded database they reach the one a running server started, or start it
+for their own duration (see :mod:`fhir_server.storage.launcher`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from fhir_server.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    changes: dict[str, object] = {}
+    if getattr(args, "host", None):
+        changes["host"] = args.host
+    if getattr(args, "port", None):
+        changes["port"] = args.port
+    if getattr(args, "data_dir", None):
+        changes["data_dir"] = Path(args.data_dir)
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fhir_server.app import create_app
+
+    settings = _settings(args)
+    _logging(settings.log_level)
+    app = create_app(settings)
+    logging.getLogger("fhir_server").info("FHIR base URL: %s", settings.fhir_base)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _capability(args: argparse.Namespace) -> int:
+    from fhir_server.fhir.capability import capability_statement
+
+    sys.stdout.buffer.write(orjson.dumps(capability_statement(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+async def _count_all(settings: Settings) -> dict[str, int]:
+    from fhir_server.fhir.registry import SERVED_TYPES
+    from fhir_server.storage.client import Mongo
+    from fhir_server.storage.launcher import database
+
+    async with database(settings) as db:
+        mongo = Mongo(db.uri, settings.mongo_db)
+        try:
+            return {t: await mongo.db[t].count_documents({"del": False}) for t in SERVED_TYPES}
+        finally:
+            await mongo.close()
+
+
+def _counts(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _logging("WARNING")
+    counts = asyncio.run(_count_all(settings))
+    for rtype, n in counts.items():
+        print(f"{rtype:24} {n}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fhir-server", description="dmp-fhir: a FHIR R4 server for the DMP")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="embedded database directory (FHIR_DATA_DIR, default ./data)")
+
+    serve = sub.add_parser("serve", help="run the FHIR server")
+    serve.add_argument("--host", help="listen address (FHIR_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (FHIR_PORT, default 8080)")
+    data_dir(serve)
+    serve.set_defaults(func=_serve)
+
+    cap = sub.add_parser("capability", help="print the CapabilityStatement (as capability_statement.json)")
+    cap.set_defaults(func=_capability)
+
+    counts = sub.add_parser("counts", help="print the number of live resources of each type")
+    data_dir(counts)
+    counts.set_defaults(func=_counts)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fhir-server`` console script."""
+    args = _parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The CapabilityStatement, generated from what the code supports.
+
+The types come from the registry and the search parameters from the search registry, so the statement
+cannot advertise what does not work. ``capability_statement.json`` at the repository root is this
+statement (without the deployment's URL); a test fails when they differ. Regenerate it with
+``fhir-server capability > capability_statement.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server import __version__
+from fhir_server.fhir.registry import SERVED_TYPES
+from fhir_server.search.registry import supported_params
+
+Json = dict[str, Any]
+
+# The statement's own date: the release it describes, not the moment it is served.
+_RELEASE_DATE = "2026-11-23"
+_INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+
+
+def _resource(rtype: str) -> Json:
+    params = [{"name": p.code, "definition": p.url, "type": p.kind} for p in supported_params(rtype).values()]
+    out: Json = {
+        "type": rtype,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        "interaction": [{"code": c} for c in _INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "referencePolicy": ["literal", "local"],
+    }
+    if params:
+        out["searchParam"] = params
+    return out
+
+
+def capability_statement(base_url: str | None = None) -> Json:
+    """The server's CapabilityStatement; ``base_url`` fills ``implementation.url`` when given."""
+    implementation: Json = {"description": "dmp-fhir: FHIR R4 server for the Dossier Médical Partagé"}
+    if base_url:
+        implementation["url"] = base_url
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": _RELEASE_DATE,
+        "publisher": "dmp-fhir",
+        "kind": "instance",
+        "software": {"name": "dmp-fhir", "version": __version__},
+        "implementation": implementation,
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [_resource(t) for t in SERVED_TYPES],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            }
+        ],
+    }

@@ -1,0 +1,331 @@
+"""The FHIR RESTful interactions on resources, independent of HTTP.
+
+Each interaction takes plain values (type, id, parsed body, precondition) and returns a :class:`Result`
+the HTTP layer or the bundle processor renders. Writes run in a transaction of their own, or in the
+caller's when a ``session`` is given (transaction bundles).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jsonpatch
+
+from fhir_server.fhir.dates import instant, now_ms
+from fhir_server.fhir.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+    operation_outcome,
+)
+from fhir_server.fhir.registry import is_served
+from fhir_server.fhir.validation import validate_resource
+from fhir_server.search.criteria import compile_criteria
+from fhir_server.search.index import extract_index, patient_compartments
+from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
+
+Json = dict[str, Any]
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
+
+
+@dataclass
+class Result:
+    """What an interaction produced: status, body and the version it concerns."""
+
+    status: int
+    resource: Json | None = None
+    record: Record | None = None
+    # Whether the response should carry a Location header (create, update-as-create).
+    location: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def body_for(result: Result, preference: str) -> Json | None:
+    """The body a write returns under ``Prefer: return=minimal|representation|OperationOutcome``."""
+    if preference == "minimal":
+        return None
+    if preference == "operationoutcome":
+        rec = result.record
+        what = f"{rec.rtype}/{rec.id} is at version {rec.version}" if rec else "nothing to report"
+        return operation_outcome([Issue("informational", f"done: {what}", severity="information")])
+    return result.resource
+
+
+def check_type(rtype: str) -> None:
+    """404 for a resource type this server does not serve."""
+    if not is_served(rtype):
+        raise NotFound(f"resource type '{rtype}' is not served here", code="not-supported")
+
+
+def check_id(rid: str) -> None:
+    """400 for a string that cannot be a FHIR id."""
+    if not _ID.match(rid):
+        raise BadRequest(f"'{rid}' is not a valid resource id", expression="id")
+
+
+def parse_etag(value: str, header: str = "If-Match") -> int:
+    """The version number in an ETag such as ``W/"3"``."""
+    m = _ETAG.match(value.strip())
+    if not m:
+        raise BadRequest(f"{header} '{value}' is not a version ETag like W/\"3\"", expression=header)
+    return int(m.group(1))
+
+
+def parse_criteria(query: str) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a conditional URL's query string."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not pairs:
+        raise BadRequest("a conditional interaction needs search criteria", expression="criteria")
+    return pairs
+
+
+def new_id() -> str:
+    """A server-assigned logical id."""
+    return str(uuid.uuid4())
+
+
+class ResourceService:
+    """Create, read, update, patch, delete and their conditional forms."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def read(self, rtype: str, rid: str, session: Session | None = None) -> Result:
+        check_type(rtype)
+        check_id(rid)
+        rec = await self.repo.current(rtype, rid, session)
+        if rec is None:
+            raise NotFound(f"{rtype}/{rid} does not exist")
+        if rec.deleted:
+            raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{rec.version}"'})
+        return Result(200, rec.resource, rec)
+
+    async def vread(self, rtype: str, rid: str, vid: str, session: Session | None = None) -> Result:
+        check_type(rtype)
+        check_id(rid)
+        if not vid.isdigit():
+            raise NotFound(f"version '{vid}' of {rtype}/{rid} does not exist")
+        rec = await self.repo.version(rtype, rid, int(vid), session)
+        if rec is None:
+            raise NotFound(f"version {vid} of {rtype}/{rid} does not exist")
+        if rec.deleted:
+            raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
+        return Result(200, rec.resource, rec)
+
+    async def search_ids(
+        self, rtype: str, criteria: Sequence[tuple[str, str]], session: Session | None, limit: int = 2
+    ) -> list[Record]:
+        """Up to ``limit`` live resources matching conditional criteria."""
+        return await self.repo.find(rtype, compile_criteria(rtype, criteria), limit, session)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def _in_tx(self, session: Session | None, fn: Any) -> Any:
+        if session is not None:
+            try:
+                return await fn(session)
+            except VersionConflict as exc:
+                raise Conflict(str(exc)) from exc
+        return await self.repo.in_transaction(fn)
+
+    async def _store(
+        self, rtype: str, rid: str, resource: Json | None, op: str, current: Record | None, session: Session
+    ) -> Record:
+        version = current.version + 1 if current else 1
+        now = now_ms()
+        stored: Json | None = None
+        index: dict[str, Any] = {}
+        comps: list[str] = []
+        if resource is not None:
+            stored = dict(resource)
+            meta = dict(stored.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = instant(now)
+            stored = {
+                "resourceType": rtype,
+                "id": rid,
+                "meta": meta,
+                **{k: v for k, v in stored.items() if k not in {"resourceType", "id", "meta"}},
+            }
+            index = extract_index(rtype, stored)
+            comps = patient_compartments(rtype, rid, stored)
+        new = NewVersion(rtype, rid, version, now, op, stored, index, comps)
+        await self.repo.put(new, current.version if current else None, session)
+        return Record(rtype, rid, version, now, stored is None, stored, op)
+
+    async def create(
+        self,
+        rtype: str,
+        body: Any,
+        if_none_exist: str | None = None,
+        session: Session | None = None,
+        rid: str | None = None,
+    ) -> Result:
+        """Create with a server-assigned id (``rid`` is for transaction bundles that fixed it already)."""
+        check_type(rtype)
+        resource = validate_resource(body, rtype)
+        criteria = parse_criteria(if_none_exist) if if_none_exist is not None else None
+
+        async def run(s: Session) -> Result:
+            if criteria is not None:
+                found = await self.search_ids(rtype, criteria, s)
+                if len(found) > 1:
+                    raise PreconditionFailed(
+                        f"If-None-Exist matches {len(found)} {rtype} resources", code="duplicate"
+                    )
+                if found:
+                    return Result(200, found[0].resource, found[0])
+            rec = await self._store(rtype, rid or new_id(), resource, "create", None, s)
+            return Result(201, rec.resource, rec, location=True)
+
+        result: Result = await self._in_tx(session, run)
+        return result
+
+    async def update(
+        self,
+        rtype: str,
+        rid: str,
+        body: Any,
+        if_match: str | None = None,
+        session: Session | None = None,
+        if_none_match: str | None = None,
+    ) -> Result:
+        """Update (or create with the client's id); ``If-Match`` guards against lost updates."""
+        check_type(rtype)
+        check_id(rid)
+        resource = validate_resource(body, rtype)
+        body_id = resource.get("id")
+        if body_id is None:
+            raise BadRequest("the resource has no id; an update needs the id of the URL", expression="id")
+        if body_id != rid:
+            raise BadRequest(f"the resource id '{body_id}' differs from the URL id '{rid}'", expression="id")
+        expected = parse_etag(if_match) if if_match else None
+        create_only = if_none_match is not None and if_none_match.strip() == "*"
+
+        async def run(s: Session) -> Result:
+            cur = await self.repo.current(rtype, rid, s)
+            live = cur is not None and not cur.deleted
+            if expected is not None and (not live or cur is None or cur.version != expected):
+                have = f"version {cur.version}" if live and cur else "no current version"
+                raise PreconditionFailed(
+                    f"If-Match expects version {expected} of {rtype}/{rid}, found {have}"
+                )
+            if create_only and live:
+                raise PreconditionFailed(f"{rtype}/{rid} exists and If-None-Match is *")
+            rec = await self._store(rtype, rid, resource, "update" if live else "create", cur, s)
+            return Result(200 if live else 201, rec.resource, rec, location=not live)
+
+        result: Result = await self._in_tx(session, run)
+        return result
+
+    async def conditional_update(
+        self, rtype: str, query: str, body: Any, if_match: str | None = None, session: Session | None = None
+    ) -> Result:
+        """``PUT [type]?criteria``: update the one match, create when none, 412 when several."""
+        check_type(rtype)
+        criteria = parse_criteria(query)
+        found = await self.search_ids(rtype, criteria, session)
+        if len(found) > 1:
+            raise PreconditionFailed(
+                f"the criteria match {len(found)} {rtype} resources", code="multiple-matches"
+            )
+        if isinstance(body, dict) and found:
+            body_id = body.get("id")
+            if body_id is not None and body_id != found[0].id:
+                raise BadRequest(
+                    f"the resource id '{body_id}' differs from the matched '{found[0].id}'", expression="id"
+                )
+            body = {**body, "id": found[0].id}
+            return await self.update(rtype, found[0].id, body, if_match, session)
+        if isinstance(body, dict) and body.get("id"):
+            return await self.update(rtype, str(body["id"]), body, if_match, session)
+        return await self.create(rtype, body, None, session)
+
+    async def patch(
+        self,
+        rtype: str,
+        rid: str,
+        operations: Any,
+        if_match: str | None = None,
+        session: Session | None = None,
+    ) -> Result:
+        """Apply a JSON Patch to the current version and store the (validated) result."""
+        check_type(rtype)
+        check_id(rid)
+        if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
+            raise BadRequest("a JSON Patch body must be an array of operations", code="structure")
+        try:
+            patch = jsonpatch.JsonPatch(operations)
+        except (jsonpatch.InvalidJsonPatch, TypeError) as exc:
+            raise BadRequest(f"invalid JSON Patch: {exc}", code="structure") from exc
+        expected = parse_etag(if_match) if if_match else None
+
+        async def run(s: Session) -> Result:
+            cur = await self.repo.current(rtype, rid, s)
+            if cur is None or cur.deleted or cur.resource is None:
+                raise (Gone if cur else NotFound)(f"{rtype}/{rid} does not exist")
+            if expected is not None and cur.version != expected:
+                raise PreconditionFailed(f"If-Match expects version {expected}, found {cur.version}")
+            try:
+                patched = patch.apply(copy.deepcopy(cur.resource))
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                raise Unprocessable(f"the patch cannot be applied: {exc}") from exc
+            if (
+                not isinstance(patched, dict)
+                or patched.get("id") != rid
+                or patched.get("resourceType") != rtype
+            ):
+                raise Unprocessable("a patch may not change the resource's type or id", expression="id")
+            resource = validate_resource(patched, rtype)
+            rec = await self._store(rtype, rid, resource, "update", cur, s)
+            return Result(200, rec.resource, rec)
+
+        result: Result = await self._in_tx(session, run)
+        return result
+
+    async def delete(
+        self, rtype: str, rid: str, session: Session | None = None, if_match: str | None = None
+    ) -> Result:
+        """Delete: a tombstone version; deleting a deleted resource changes nothing."""
+        check_type(rtype)
+        check_id(rid)
+        expected = parse_etag(if_match) if if_match else None
+
+        async def run(s: Session) -> Result:
+            cur = await self.repo.current(rtype, rid, s)
+            if cur is None:
+                raise NotFound(f"{rtype}/{rid} does not exist")
+            if expected is not None and (cur.deleted or cur.version != expected):
+                raise PreconditionFailed(f"If-Match expects version {expected}, found {cur.version}")
+            if cur.deleted:
+                return Result(204, None, cur)
+            rec = await self._store(rtype, rid, None, "delete", cur, s)
+            return Result(204, None, rec)
+
+        result: Result = await self._in_tx(session, run)
+        return result
+
+    async def conditional_delete(self, rtype: str, query: str, session: Session | None = None) -> Result:
+        """``DELETE [type]?criteria``: delete the one match; no match is success; several is 412."""
+        check_type(rtype)
+        found = await self.search_ids(rtype, parse_criteria(query), session)
+        if len(found) > 1:
+            raise PreconditionFailed(
+                f"the criteria match {len(found)} {rtype} resources", code="multiple-matches"
+            )
+        if not found:
+            return Result(204)
+        return await self.delete(rtype, found[0].id, session)

@@ -1,0 +1,46 @@
+"""The MongoDB connection: one async client per process, durable writes, indexes at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from fhir_server.storage.indexes import IndexKeys, ensure_indexes
+
+Document = dict[str, Any]
+
+# Every acknowledged write is on disk and on a majority of the replica set.
+DURABLE = WriteConcern(w="majority", j=True)
+
+
+class Mongo:
+    """The client and database handle shared by the repository and the CLI."""
+
+    def __init__(self, uri: str, db_name: str) -> None:
+        self.client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri, tz_aware=True, serverSelectionTimeoutMS=10_000, appname="fhir-server"
+        )
+        self.db: AsyncDatabase[Document] = self.client.get_database(
+            db_name, write_concern=DURABLE, read_concern=ReadConcern("majority")
+        )
+
+    async def open(self, indexes: Mapping[str, Sequence[IndexKeys]]) -> None:
+        """Check the database answers and create the indexes the server relies on."""
+        await self.client.admin.command("ping")
+        await ensure_indexes(self.db, indexes)
+
+    async def ping(self) -> bool:
+        """Whether the database answers now (for ``/health``)."""
+        try:
+            await self.client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.client.close()

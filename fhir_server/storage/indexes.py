@@ -1,0 +1,39 @@
+"""Indexes created at start-up: the storage's own, plus those the search layer asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+HISTORY = "history"
+
+# One key list per index: [(field, direction), ...].
+IndexKeys = Sequence[tuple[str, int]]
+
+_HISTORY_INDEXES = [
+    IndexModel([("t", ASCENDING), ("id", ASCENDING), ("v", DESCENDING)], name="instance_versions"),
+    IndexModel([("t", ASCENDING), ("lu", DESCENDING), ("_id", DESCENDING)], name="type_history"),
+    IndexModel([("lu", DESCENDING), ("_id", DESCENDING)], name="system_history"),
+]
+
+# Every current-version collection: paging by last update and the live/deleted split.
+_CURRENT_INDEXES: list[IndexKeys] = [
+    [("lu", DESCENDING), ("_id", DESCENDING)],
+]
+
+
+def _name(keys: IndexKeys) -> str:
+    return "_".join(f"{f}_{d}" for f, d in keys)
+
+
+async def ensure_indexes(
+    db: AsyncDatabase[dict[str, Any]], per_type: Mapping[str, Sequence[IndexKeys]]
+) -> None:
+    """Create (idempotently) the history indexes and, per resource type, the listed indexes."""
+    await db[HISTORY].create_indexes(_HISTORY_INDEXES)
+    for rtype, specs in per_type.items():
+        models = [IndexModel(list(k), name=_name(k)) for k in [*_CURRENT_INDEXES, *specs]]
+        await db[rtype].create_indexes(models)

@@ -1,0 +1,212 @@
+"""Resource storage: current versions per type, an append-only history, optimistic version checks.
+
+Layout (one collection per resource type, plus ``history``)::
+
+    <Type>   {_id: id, v: version, lu: lastUpdated, del: bool, res: resource JSON | None,
+              idx: {param: [index values]}, comp: [patient ids]}
+    history  {_id: "Type/id/v", t, id, v, lu, until: next version's lu, op: create|update|delete,
+              res: resource JSON | None}
+
+A write runs in a multi-document transaction: it appends the version to ``history``, stamps the
+previous version's ``until`` (so ``_at`` is an index query) and replaces the current document only if
+it still holds the version the caller read. Two writers of one version: the loser's transaction fails
+with a write conflict and is retried by the driver, then sees the new version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pymongo import DESCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.read_concern import ReadConcern
+
+from fhir_server.storage.client import DURABLE, Document, Mongo
+from fhir_server.storage.indexes import HISTORY
+
+T = TypeVar("T")
+Session = AsyncClientSession
+
+_CURRENT_FIELDS = {"v": 1, "lu": 1, "del": 1, "res": 1}
+
+
+class VersionConflict(Exception):
+    """The current version changed between read and write (another writer won)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One version of one resource as storage holds it."""
+
+    rtype: str
+    id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    resource: dict[str, Any] | None
+    op: str | None = None
+
+    @classmethod
+    def from_current(cls, rtype: str, doc: Document) -> Record:
+        return cls(rtype, doc["_id"], doc["v"], doc["lu"], bool(doc.get("del")), doc.get("res"))
+
+    @classmethod
+    def from_history(cls, doc: Document) -> Record:
+        return cls(doc["t"], doc["id"], doc["v"], doc["lu"], doc["op"] == "delete", doc.get("res"), doc["op"])
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a write stores: the resource (None for a delete) and its derived search data."""
+
+    rtype: str
+    id: str
+    version: int
+    last_updated: datetime
+    op: str
+    resource: dict[str, Any] | None
+    index: Mapping[str, Any]
+    compartments: list[str]
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Which versions a ``_history`` request asks for, newest first."""
+
+    rtype: str | None = None
+    id: str | None = None
+    since: datetime | None = None
+    at_start: datetime | None = None
+    at_end: datetime | None = None
+    # Keyset cursor: return versions strictly older than (lu, _id) of the last one seen.
+    after: tuple[datetime, str] | None = None
+    count: int = 50
+
+
+class Repository:
+    """The only code that reads and writes resources in MongoDB."""
+
+    def __init__(self, mongo: Mongo) -> None:
+        self.mongo = mongo
+        self.db = mongo.db
+
+    async def in_transaction(self, fn: Callable[[Session], Awaitable[T]]) -> T:
+        """Run ``fn`` in one multi-document transaction, retried on transient conflicts."""
+        async with self.mongo.client.start_session() as session:
+            return await session.with_transaction(
+                fn, read_concern=ReadConcern("snapshot"), write_concern=DURABLE
+            )
+
+    async def current(self, rtype: str, rid: str, session: Session | None = None) -> Record | None:
+        """The current version of a resource (possibly a deletion tombstone), or None."""
+        doc = await self.db[rtype].find_one({"_id": rid}, _CURRENT_FIELDS, session=session)
+        return Record.from_current(rtype, doc) if doc else None
+
+    async def version(
+        self, rtype: str, rid: str, version: int, session: Session | None = None
+    ) -> Record | None:
+        """One historical version, or None."""
+        doc = await self.db[HISTORY].find_one({"_id": f"{rtype}/{rid}/{version}"}, session=session)
+        return Record.from_history(doc) if doc else None
+
+    async def put(self, new: NewVersion, previous: int | None, session: Session) -> None:
+        """Store ``new`` as the current version, provided the current one is still ``previous``.
+
+        Must run inside :meth:`in_transaction`. Raises :class:`VersionConflict` when another writer
+        changed the resource since it was read.
+        """
+        coll = self.db[new.rtype]
+        await self.db[HISTORY].insert_one(
+            {
+                "_id": f"{new.rtype}/{new.id}/{new.version}",
+                "t": new.rtype,
+                "id": new.id,
+                "v": new.version,
+                "lu": new.last_updated,
+                "op": new.op,
+                "res": new.resource,
+            },
+            session=session,
+        )
+        doc = {
+            "_id": new.id,
+            "v": new.version,
+            "lu": new.last_updated,
+            "del": new.resource is None,
+            "res": new.resource,
+            "idx": dict(new.index),
+            "comp": new.compartments,
+        }
+        if previous is None:
+            await coll.insert_one(doc, session=session)
+            return
+        await self.db[HISTORY].update_one(
+            {"_id": f"{new.rtype}/{new.id}/{previous}"},
+            {"$set": {"until": new.last_updated}},
+            session=session,
+        )
+        result = await coll.replace_one({"_id": new.id, "v": previous}, doc, session=session)
+        if result.matched_count != 1:
+            raise VersionConflict(f"{new.rtype}/{new.id} is no longer at version {previous}")
+
+    async def find(
+        self, rtype: str, query: Mapping[str, Any], limit: int, session: Session | None = None
+    ) -> list[Record]:
+        """Live (not deleted) resources of ``rtype`` matching a compiled index query."""
+        cursor = self.db[rtype].find({**query, "del": False}, _CURRENT_FIELDS, session=session, limit=limit)
+        return [Record.from_current(rtype, d) async for d in cursor]
+
+    async def history(self, q: HistoryQuery) -> tuple[list[Record], int | None]:
+        """Versions newest first, and the total when it is cheap to know (instance level)."""
+        filt: dict[str, Any] = {}
+        if q.rtype:
+            filt["t"] = q.rtype
+        if q.id:
+            filt["id"] = q.id
+        lu: dict[str, Any] = {}
+        if q.since:
+            lu["$gte"] = q.since
+        if q.at_end:
+            # Versions current at some moment of [at_start, at_end): written before its end and
+            # superseded (if ever) after its start.
+            lu["$lt"] = q.at_end
+            filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": q.at_start}}]
+        if lu:
+            filt["lu"] = lu
+        total = await self.db[HISTORY].count_documents(filt) if q.id else None
+        if q.after:
+            after_lu, after_id = q.after
+            keyset = {"$or": [{"lu": {"$lt": after_lu}}, {"lu": after_lu, "_id": {"$lt": after_id}}]}
+            filt = {"$and": [filt, keyset]} if filt else keyset
+        cursor = self.db[HISTORY].find(filt).sort([("lu", DESCENDING), ("_id", DESCENDING)]).limit(q.count)
+        return [Record.from_history(d) async for d in cursor], total
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of search matches and, when asked, the total."""
+
+    records: list[Record]
+    total: int | None
+    more: bool
+
+
+async def search_page(
+    repo: Repository,
+    rtype: str,
+    query: Mapping[str, Any],
+    count: int,
+    after_id: str | None,
+    with_total: bool,
+    session: Session | None = None,
+) -> Page:
+    """Live matches ordered by id, ``count`` at most, starting after ``after_id`` (keyset paging)."""
+    base = {**query, "del": False}
+    total = await repo.db[rtype].count_documents(base, session=session) if with_total else None
+    filt = {"$and": [base, {"_id": {"$gt": after_id}}]} if after_id is not None else base
+    cursor = repo.db[rtype].find(filt, _CURRENT_FIELDS, session=session).sort("_id", 1).limit(count + 1)
+    records = [Record.from_current(rtype, d) async for d in cursor]
+    return Page(records[:count], total, len(records) > count)
