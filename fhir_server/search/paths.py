@@ -17,27 +17,6 @@ from typing import Any
 
 Evaluator = Callable[[dict[str, Any]], list[Any]]
 
-_PRIMITIVES = {
-    "boolean",
-    "integer",
-    "string",
-    "decimal",
-    "uri",
-    "url",
-    "canonical",
-    "base64Binary",
-    "instant",
-    "date",
-    "dateTime",
-    "time",
-    "code",
-    "oid",
-    "id",
-    "markdown",
-    "unsignedInt",
-    "positiveInt",
-    "uuid",
-}
 _WHERE_RESOLVE = re.compile(r"^where\(resolve\(\) is ([A-Za-z]+)\)$")
 _WHERE_EQ = re.compile(r"^where\(([A-Za-z]+)\s*=\s*'([^']*)'\)$")
 _AS_CALL = re.compile(r"^(?:as|ofType)\(([A-Za-z]+)\)$")
@@ -163,15 +142,12 @@ def _ref_type_matches(reference: Any, prefix: str) -> bool:
 def compile_path(root_type: str, expression: str) -> Evaluator | None:
     """Compile a search-parameter expression for ``root_type``; None when outside the subset."""
     alternatives = _split_top(expression, "|")
-    compiled = [_compile_steps(root_type, alt) for alt in alternatives if alt.startswith(root_type)]
+    compiled = [
+        _compile_steps(root_type, alt) for alt in alternatives if alt.lstrip("(").startswith(root_type)
+    ]
     if not compiled or any(c is None for c in compiled):
         return None
     evaluators = [c for c in compiled if c is not None]
     if len(evaluators) == 1:
         return evaluators[0]
     return lambda res: [v for e in evaluators for v in e(res)]
-
-
-def is_primitive(type_code: str) -> bool:
-    """Whether a FHIR type code names a primitive type."""
-    return type_code in _PRIMITIVES
