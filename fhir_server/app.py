@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
@@ -20,12 +22,26 @@ from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.fhir.rest import ResourceService
+from fhir_server.fhir.searchset import SearchOptions
+from fhir_server.search.engine import SearchEngine
 from fhir_server.search.index import index_specs
 from fhir_server.storage.client import Mongo
 from fhir_server.storage.launcher import database
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("fhir_server")
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route accepts at this path (for the ``Allow`` header of a 405)."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in app.router.routes)
+    ]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,14 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 await mongo.open(index_specs(SERVED_TYPES))
                 repo = Repository(mongo)
-                resources = ResourceService(repo)
-                bundles = BundleProcessor(
-                    resources,
-                    settings.fhir_base,
-                    (settings.default_page_size, settings.max_page_size),
-                    settings.max_bundle_entries,
+                engine = SearchEngine(
+                    repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
                 )
-                app.state.services = Services(settings, repo, resources, bundles)
+                resources = ResourceService(repo, engine)
+                options = SearchOptions(settings.default_page_size, settings.max_page_size)
+                bundles = BundleProcessor(resources, settings.fhir_base, options, settings.max_bundle_entries)
+                app.state.services = Services(settings, repo, engine, resources, bundles)
                 app.state.mongo = mongo
                 yield
             finally:
@@ -67,9 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 405:
-            return error_response(
-                request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+            allowed = ", ".join(allowed_methods(request.app, request.scope))
+            error = MethodNotAllowed(
+                f"{request.method} is not allowed on {request.url.path}", headers={"Allow": allowed}
             )
+            return error_response(request, error)
         return error_response(request, NotFound(f"no FHIR endpoint at {request.url.path}"))
 
     @app.exception_handler(RequestValidationError)

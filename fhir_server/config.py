@@ -47,6 +47,10 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: _env_int("FHIR_MAX_BODY_BYTES", 10 * 1024 * 1024))
     default_page_size: int = field(default_factory=lambda: _env_int("FHIR_DEFAULT_PAGE_SIZE", 50))
     max_page_size: int = field(default_factory=lambda: _env_int("FHIR_MAX_PAGE_SIZE", 1000))
+    # How long a search page link (next/previous) keeps working, in seconds.
+    page_link_ttl: int = field(default_factory=lambda: _env_int("FHIR_PAGE_LINK_TTL", 3600))
+    # Most resources a chained parameter or _has may match before the search is refused as too costly.
+    max_chain_matches: int = field(default_factory=lambda: _env_int("FHIR_MAX_CHAIN_MATCHES", 10_000))
     # Entries accepted in one batch/transaction Bundle.
     max_bundle_entries: int = field(default_factory=lambda: _env_int("FHIR_MAX_BUNDLE_ENTRIES", 1000))
     # WiredTiger cache of the embedded database.

@@ -6,10 +6,10 @@ from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.fhir.codec import dumps
 from fhir_server.fhir.errors import FhirError, NotAcceptable, PayloadTooLarge, UnsupportedMedia
 from fhir_server.fhir.rest import Result, body_for
 
@@ -73,9 +73,8 @@ def json_response(
     request: Request, body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     """A FHIR JSON response, pretty-printed when ``_pretty=true``."""
-    option = orjson.OPT_INDENT_2 if _pretty(request) else 0
     return Response(
-        orjson.dumps(body, option=option),
+        dumps(body, _pretty(request)),
         status_code=status,
         headers=headers,
         media_type=FHIR_JSON + "; charset=utf-8",

@@ -22,12 +22,14 @@ from fhir_server.api.http import (
 from fhir_server.config import Settings
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.capability import capability_statement
+from fhir_server.fhir.codec import parse_json
 from fhir_server.fhir.elements import select_elements, summarize
-from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.fhir.history import history_bundle
 from fhir_server.fhir.rest import ResourceService, Result, check_id, check_type
-from fhir_server.fhir.searchset import search_bundle
-from fhir_server.fhir.validation import parse_json
+from fhir_server.fhir.searchset import SearchOptions, search_bundle
+from fhir_server.search.engine import SearchEngine
+from fhir_server.search.registry import compartment_params
 from fhir_server.storage.repository import Repository
 
 router = APIRouter()
@@ -40,6 +42,7 @@ class Services:
 
     settings: Settings
     repo: Repository
+    engine: SearchEngine
     resources: ResourceService
     bundles: BundleProcessor
 
@@ -52,6 +55,17 @@ class Services:
         return self.settings.default_page_size, self.settings.max_page_size
 
 
+# Paths below the base that are endpoints, not resource types: other methods on them are a 405.
+_RESERVED = {"metadata": "GET", "_history": "GET"}
+
+
+def _type_level(rtype: str) -> None:
+    if rtype in _RESERVED:
+        allowed = _RESERVED[rtype]
+        raise MethodNotAllowed(f"only {allowed} is allowed on /{rtype}", headers={"Allow": allowed})
+    check_type(rtype)
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     negotiate(request)
@@ -60,6 +74,11 @@ def _services(request: Request) -> Services:
 
 def _params(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(request.url.query, keep_blank_values=True)
+
+
+def _search_options(request: Request, s: Services) -> SearchOptions:
+    strict = "handling=strict" in request.headers.get("prefer", "").replace(" ", "").lower()
+    return SearchOptions(s.settings.default_page_size, s.settings.max_page_size, strict)
 
 
 def _shaped(request: Request, resource: dict[str, object]) -> dict[str, object]:
@@ -135,8 +154,9 @@ async def system_history(request: Request) -> Response:
 @router.get("/{rtype}")
 async def search_type(request: Request, rtype: str) -> Response:
     s = _services(request)
-    check_type(rtype)
-    return json_response(request, await search_bundle(s.repo, s.base, rtype, _params(request), s.page_size))
+    return json_response(
+        request, await search_bundle(s.engine, rtype, _params(request), _search_options(request, s))
+    )
 
 
 @router.post("/{rtype}/_search")
@@ -145,13 +165,13 @@ async def search_post(request: Request, rtype: str) -> Response:
     check_type(rtype)
     body = await read_body(request, s.settings.max_body_bytes, {"application/x-www-form-urlencoded"})
     params = _params(request) + parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return json_response(request, await search_bundle(s.repo, s.base, rtype, params, s.page_size))
+    return json_response(request, await search_bundle(s.engine, rtype, params, _search_options(request, s)))
 
 
 @router.post("/{rtype}")
 async def create(request: Request, rtype: str) -> Response:
     s = _services(request)
-    check_type(rtype)
+    _type_level(rtype)
     body = await _json_body(request, s)
     result = await s.resources.create(rtype, body, request.headers.get("if-none-exist"))
     return write_response(request, result, s.base)
@@ -160,7 +180,7 @@ async def create(request: Request, rtype: str) -> Response:
 @router.put("/{rtype}")
 async def conditional_update(request: Request, rtype: str) -> Response:
     s = _services(request)
-    check_type(rtype)
+    _type_level(rtype)
     body = await _json_body(request, s)
     result = await s.resources.conditional_update(
         rtype, request.url.query, body, request.headers.get("if-match")
@@ -171,6 +191,7 @@ async def conditional_update(request: Request, rtype: str) -> Response:
 @router.delete("/{rtype}")
 async def conditional_delete(request: Request, rtype: str) -> Response:
     s = _services(request)
+    _type_level(rtype)
     result = await s.resources.conditional_delete(rtype, request.url.query)
     return write_response(request, result, s.base)
 
@@ -232,6 +253,17 @@ async def instance_history(request: Request, rtype: str, rid: str) -> Response:
     return json_response(
         request, await history_bundle(s.repo, s.base, path, _params(request), rtype, rid, s.page_size)
     )
+
+
+@router.get("/Patient/{pid}/{rtype}")
+async def compartment_search(request: Request, pid: str, rtype: str) -> Response:
+    s = _services(request)
+    if rtype != "Patient" and rtype not in compartment_params():
+        raise NotFound(f"{rtype} is not in the Patient compartment")
+    bundle = await search_bundle(
+        s.engine, rtype, _params(request), _search_options(request, s), compartment=pid
+    )
+    return json_response(request, bundle)
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}")

@@ -14,13 +14,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
-
+from fhir_server.fhir.codec import parse_json
 from fhir_server.fhir.dates import instant
 from fhir_server.fhir.errors import BadRequest, FhirError, NotFound, PreconditionFailed
 from fhir_server.fhir.history import history_bundle
 from fhir_server.fhir.rest import ResourceService, Result, body_for, check_type, new_id, parse_criteria
-from fhir_server.fhir.searchset import search_bundle
+from fhir_server.fhir.searchset import SearchOptions, search_bundle
 from fhir_server.storage.repository import Session
 
 Json = dict[str, Any]
@@ -54,12 +53,11 @@ class Entry:
 class BundleProcessor:
     """Runs batch and transaction Bundles through the same interactions as single requests."""
 
-    def __init__(
-        self, service: ResourceService, base: str, page_size: tuple[int, int], max_entries: int
-    ) -> None:
+    def __init__(self, service: ResourceService, base: str, options: SearchOptions, max_entries: int) -> None:
         self.service = service
         self.base = base
-        self.page_size = page_size
+        self.options = options
+        self.page_size = (options.default_count, options.max_count)
         self.max_entries = max_entries
 
     def _parse(self, bundle: Any) -> tuple[str, list[Entry]]:
@@ -251,8 +249,7 @@ class BundleProcessor:
         if len(segments) == 1:
             check_type(e.rtype)
             return Result(
-                200,
-                await search_bundle(self.service.repo, self.base, e.rtype, params, self.page_size, session),
+                200, await search_bundle(self.service.engine, e.rtype, params, self.options, session=session)
             )
         if len(segments) == 2:
             return await self.service.read(e.rtype, segments[1], session)
@@ -292,7 +289,7 @@ def _patch_body(e: Entry) -> Any:
     res = e.resource
     if isinstance(res, dict) and res.get("resourceType") == "Binary":
         try:
-            return orjson.loads(base64.b64decode(res.get("data", "")))
+            return parse_json(base64.b64decode(res.get("data", "")))
         except ValueError as exc:
             raise BadRequest(
                 f"{e.where}: the PATCH Binary does not hold a JSON Patch", expression=f"{e.where}.resource"

@@ -30,8 +30,9 @@ from fhir_server.fhir.errors import (
 )
 from fhir_server.fhir.registry import is_served
 from fhir_server.fhir.validation import validate_resource
-from fhir_server.search.criteria import compile_criteria
-from fhir_server.search.index import extract_index, patient_compartments
+from fhir_server.search.engine import SearchEngine
+from fhir_server.search.index import Derived, derive
+from fhir_server.search.request import parse_search
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
 
 Json = dict[str, Any]
@@ -98,8 +99,9 @@ def new_id() -> str:
 class ResourceService:
     """Create, read, update, patch, delete and their conditional forms."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, engine: SearchEngine) -> None:
         self.repo = repo
+        self.engine = engine
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -128,8 +130,10 @@ class ResourceService:
     async def search_ids(
         self, rtype: str, criteria: Sequence[tuple[str, str]], session: Session | None, limit: int = 2
     ) -> list[Record]:
-        """Up to ``limit`` live resources matching conditional criteria."""
-        return await self.repo.find(rtype, compile_criteria(rtype, criteria), limit, session)
+        """Up to ``limit`` live resources matching conditional criteria (unknown parameters are a 400)."""
+        req = parse_search(rtype, criteria, default_count=limit, max_count=limit, strict=True)
+        filt = await self.engine.filter_for(req, session=session)
+        return await self.repo.find(rtype, filt, limit, session)
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -147,8 +151,7 @@ class ResourceService:
         version = current.version + 1 if current else 1
         now = now_ms()
         stored: Json | None = None
-        index: dict[str, Any] = {}
-        comps: list[str] = []
+        derived = Derived({}, {}, [])
         if resource is not None:
             stored = dict(resource)
             meta = dict(stored.get("meta") or {})
@@ -160,9 +163,10 @@ class ResourceService:
                 "meta": meta,
                 **{k: v for k, v in stored.items() if k not in {"resourceType", "id", "meta"}},
             }
-            index = extract_index(rtype, stored)
-            comps = patient_compartments(rtype, rid, stored)
-        new = NewVersion(rtype, rid, version, now, op, stored, index, comps)
+            derived = derive(rtype, rid, stored)
+        new = NewVersion(
+            rtype, rid, version, now, op, stored, derived.index, derived.sort_keys, derived.compartments
+        )
         await self.repo.put(new, current.version if current else None, session)
         return Record(rtype, rid, version, now, stored is None, stored, op)
 

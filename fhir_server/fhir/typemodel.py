@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from importlib.resources import files
 from types import MappingProxyType
@@ -189,7 +190,7 @@ def _check_value(type_name: str, value: Any, path: str, problems: list[tuple[str
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append((path, "must be an integer"))
     elif type_name in _DECIMAL:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             problems.append((path, "must be a number"))
     elif not isinstance(value, str):
         problems.append((path, "must be a string"))

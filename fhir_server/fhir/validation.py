@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
@@ -30,14 +29,6 @@ _MESSAGES = {
     "dict_type": "must be an object",
     "model_type": "must be an object",
 }
-
-
-def parse_json(body: bytes) -> Any:
-    """Parse a request body; malformed JSON is a 400."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="structure") from exc
 
 
 def fhirpath(root: str, loc: tuple[Any, ...] | list[Any]) -> str:

@@ -7,18 +7,21 @@ at start-up and the CapabilityStatement, so what is advertised is exactly what w
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from fhir_server.fhir.registry import SERVED_TYPES
+from fhir_server.fhir.typemodel import ElementDef, elements
 from fhir_server.search.paths import Evaluator, compile_path
 
 # Parameters handled by storage fields rather than extracted index values.
 SPECIAL = {"_id"}
-# Value kinds indexed so far; the other kinds are added as their extract/compile pairs land.
-INDEXED_KINDS = {"token"}
+# Value kinds with an extract/compile pair in ``search/kinds/`` (composite parameters are not supported).
+INDEXED_KINDS = {"token", "string", "date", "reference", "uri", "number", "quantity"}
+_STEP = re.compile(r"^[a-z][A-Za-z0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class SearchParam:
     expression: str
     evaluate: Evaluator | None
     targets: tuple[str, ...] = ()
+    # At most one value per resource (per the element model): stored as a scalar, so it can take part
+    # in compound indexes (MongoDB cannot index two parallel arrays).
+    single: bool = False
 
     @property
     def field(self) -> str:
@@ -41,6 +47,30 @@ class SearchParam:
 
 def _load(name: str) -> Any:
     return json.loads(resources.files("fhir_server.definitions").joinpath(name).read_text("utf-8"))
+
+
+def _element(type_name: str, name: str) -> ElementDef | None:
+    found = elements(type_name) or {}
+    if name in found:
+        return found[name]
+    return next((e for e in found.values() if e.path_name == name), None)
+
+
+def _is_single(rtype: str, expr: str) -> bool:
+    """Whether a one-alternative path expression can yield at most one node."""
+    if "|" in expr:
+        return False
+    path = expr.strip("()").split(" as ")[0]
+    steps = [s for s in path.split(".")[1:] if not s.startswith(("where(", "as(", "ofType("))]
+    current = rtype
+    for step in steps:
+        if not _STEP.match(step):
+            return False
+        element = _element(current, step)
+        if element is None or element.array:
+            return False
+        current = element.types[0]
+    return bool(steps)
 
 
 def _make(rtype: str, code: str, d: dict[str, Any]) -> SearchParam:
@@ -54,6 +84,7 @@ def _make(rtype: str, code: str, d: dict[str, Any]) -> SearchParam:
         expr,
         compile_path(root, expr) if expr else None,
         tuple(d.get("target", ())),
+        _is_single(rtype, expr) if expr else False,
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
+from bson.codec_options import TypeDecoder, TypeEncoder, TypeRegistry
+from bson.decimal128 import Decimal128
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.read_concern import ReadConcern
@@ -13,6 +16,24 @@ from pymongo.write_concern import WriteConcern
 from fhir_server.storage.indexes import IndexKeys, ensure_indexes
 
 Document = dict[str, Any]
+
+
+class _DecimalEncoder(TypeEncoder):
+    python_type = Decimal
+
+    def transform_python(self, value: Decimal) -> Decimal128:
+        return Decimal128(value)
+
+
+class _DecimalDecoder(TypeDecoder):
+    bson_type = Decimal128
+
+    def transform_bson(self, value: Decimal128) -> Decimal:
+        return value.to_decimal()
+
+
+# FHIR decimals are stored as Decimal128 so that their digits (``105.00``) survive.
+_DECIMALS = TypeRegistry([_DecimalEncoder(), _DecimalDecoder()])
 
 # Every acknowledged write is on disk and on a majority of the replica set.
 DURABLE = WriteConcern(w="majority", j=True)
@@ -23,7 +44,11 @@ class Mongo:
 
     def __init__(self, uri: str, db_name: str) -> None:
         self.client: AsyncMongoClient[Document] = AsyncMongoClient(
-            uri, tz_aware=True, serverSelectionTimeoutMS=10_000, appname="fhir-server"
+            uri,
+            tz_aware=True,
+            type_registry=_DECIMALS,
+            serverSelectionTimeoutMS=10_000,
+            appname="fhir-server",
         )
         self.db: AsyncDatabase[Document] = self.client.get_database(
             db_name, write_concern=DURABLE, read_concern=ReadConcern("majority")

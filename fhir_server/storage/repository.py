@@ -3,7 +3,7 @@
 Layout (one collection per resource type, plus ``history``)::
 
     <Type>   {_id: id, v: version, lu: lastUpdated, del: bool, res: resource JSON | None,
-              idx: {param: [index values]}, comp: [patient ids]}
+              idx: {param: index values}, srt: {param: sort key}, comp: [patient ids]}
     history  {_id: "Type/id/v", t, id, v, lu, until: next version's lu, op: create|update|delete,
               res: resource JSON | None}
 
@@ -69,6 +69,7 @@ class NewVersion:
     op: str
     resource: dict[str, Any] | None
     index: Mapping[str, Any]
+    sort_keys: Mapping[str, Any]
     compartments: list[str]
 
 
@@ -138,6 +139,7 @@ class Repository:
             "del": new.resource is None,
             "res": new.resource,
             "idx": dict(new.index),
+            "srt": dict(new.sort_keys),
             "comp": new.compartments,
         }
         if previous is None:
@@ -185,28 +187,47 @@ class Repository:
         return [Record.from_history(d) async for d in cursor], total
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of search matches and, when asked, the total."""
-
-    records: list[Record]
-    total: int | None
-    more: bool
-
-
-async def search_page(
+async def field_values(
     repo: Repository,
     rtype: str,
     query: Mapping[str, Any],
-    count: int,
-    after_id: str | None,
-    with_total: bool,
+    field: str,
+    limit: int,
     session: Session | None = None,
-) -> Page:
-    """Live matches ordered by id, ``count`` at most, starting after ``after_id`` (keyset paging)."""
-    base = {**query, "del": False}
-    total = await repo.db[rtype].count_documents(base, session=session) if with_total else None
-    filt = {"$and": [base, {"_id": {"$gt": after_id}}]} if after_id is not None else base
-    cursor = repo.db[rtype].find(filt, _CURRENT_FIELDS, session=session).sort("_id", 1).limit(count + 1)
-    records = [Record.from_current(rtype, d) async for d in cursor]
-    return Page(records[:count], total, len(records) > count)
+) -> list[Any]:
+    """The values of ``field`` (``_id`` or an index field, arrays flattened) over live matches."""
+    cursor = repo.db[rtype].find({**query, "del": False}, {field: 1}, session=session, limit=limit)
+    out: list[Any] = []
+    path = field.split(".")
+    async for doc in cursor:
+        value: Any = doc
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, list):
+            out.extend(value)
+        elif value is not None:
+            out.append(value)
+    return out
+
+
+async def find_page(
+    repo: Repository,
+    rtype: str,
+    query: Mapping[str, Any],
+    sort: list[tuple[str, int]],
+    limit: int,
+    with_index: bool = False,
+    session: Session | None = None,
+) -> list[tuple[Record, Document]]:
+    """Live matches in ``sort`` order, at most ``limit``; each with its stored document (``srt``, and
+    ``idx`` when ``with_index``) for cursors and includes."""
+    projection = {**_CURRENT_FIELDS, "srt": 1, **({"idx": 1} if with_index else {})}
+    cursor = repo.db[rtype].find({**query, "del": False}, projection, session=session).sort(sort).limit(limit)
+    return [(Record.from_current(rtype, d), d) async for d in cursor]
+
+
+async def count(
+    repo: Repository, rtype: str, query: Mapping[str, Any], session: Session | None = None
+) -> int:
+    """How many live resources match."""
+    return await repo.db[rtype].count_documents({**query, "del": False}, session=session)

@@ -9,6 +9,17 @@ import orjson
 
 from tests.conftest import BASE
 
+# A well-formed value of each kind: the point is that every advertised parameter is answered.
+_SAMPLE = {
+    "_id": "some-id",
+    "string": "x",
+    "token": "x",
+    "date": "ge2024-01",
+    "number": "1",
+    "quantity": "1",
+    "reference": "Patient/x",
+    "uri": "http://x.org/a",
+}
 COMMITTED = Path(__file__).resolve().parents[2] / "capability_statement.json"
 
 
@@ -26,6 +37,6 @@ async def test_every_advertised_search_parameter_is_answered(client: httpx.Async
     statement = (await client.get("metadata")).json()
     for resource in statement["rest"][0]["resource"]:
         for param in resource.get("searchParam", []):
-            value = "x" if param["name"] != "_id" else "some-id"
+            value = _SAMPLE.get(param["name"], _SAMPLE[param["type"]])
             r = await client.get(resource["type"], params={param["name"]: value})
             assert r.status_code == 200, (resource["type"], param["name"], r.text)

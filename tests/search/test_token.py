@@ -15,31 +15,32 @@ def test_extract_identifier_coding_and_boolean() -> None:
             {"coding": [{"system": "http://loinc.org", "code": "11488-4"}, {"code": "local"}]},
             True,
             "female",
-        ]
-    )
+        ],
+        False,
+    )[""]
     assert values == sorted(
         {"urn:oid:1|123", "123", "http://loinc.org|11488-4", "11488-4", "|local", "local", "true", "female"}
     )
 
 
 def test_compile_forms() -> None:
-    assert token.compile("idx.x", "123", "x") == {"idx.x": "123"}
-    assert token.compile("idx.x", "urn:oid:1|123", "x") == {"idx.x": "urn:oid:1|123"}
-    assert token.compile("idx.x", "|123", "x") == {"idx.x": "|123"}
-    assert token.compile("idx.x", "a.b|", "x") == {"idx.x": {"$regex": r"^a\.b\|"}}
+    assert token.compile("idx.x", "123", "", "x", False) == {"idx.x": "123"}
+    assert token.compile("idx.x", "urn:oid:1|123", "", "x", False) == {"idx.x": "urn:oid:1|123"}
+    assert token.compile("idx.x", "|123", "", "x", False) == {"idx.x": "|123"}
+    assert token.compile("idx.x", "a.b|", "", "x", False) == {"idx.x": {"$regex": r"^a\.b\|"}}
 
 
 def test_escaped_bar_is_part_of_the_code() -> None:
-    assert token.compile("idx.x", r"a\|b", "x") == {"idx.x": "a|b"}
+    assert token.compile("idx.x", r"a\|b", "", "x", False) == {"idx.x": "a|b"}
 
 
 def test_operator_like_values_stay_literal() -> None:
-    assert token.compile("idx.x", '{"$ne": 1}', "x") == {"idx.x": '{"$ne": 1}'}
-    assert token.compile("idx.x", "$where", "x") == {"idx.x": "$where"}
+    assert token.compile("idx.x", '{"$ne": 1}', "", "x", False) == {"idx.x": '{"$ne": 1}'}
+    assert token.compile("idx.x", "$where", "", "x", False) == {"idx.x": "$where"}
 
 
 def test_empty_value_is_400() -> None:
     with pytest.raises(BadRequest):
-        token.compile("idx.x", "", "x")
+        token.compile("idx.x", "", "", "x", False)
     with pytest.raises(BadRequest):
-        token.compile("idx.x", "|", "x")
+        token.compile("idx.x", "|", "", "x", False)
