@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,9 +30,10 @@ from fhir_server.fhir.errors import (
     operation_outcome,
 )
 from fhir_server.fhir.registry import is_served
-from fhir_server.fhir.validation import validate_resource
+from fhir_server.fhir.validation import resource_type_of, validate_resource
 from fhir_server.search.engine import SearchEngine
-from fhir_server.search.index import Derived, derive
+from fhir_server.search.index import derive
+from fhir_server.search.plan import choose_hint
 from fhir_server.search.request import parse_search
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
 
@@ -61,6 +63,19 @@ def body_for(result: Result, preference: str) -> Json | None:
         what = f"{rec.rtype}/{rec.id} is at version {rec.version}" if rec else "nothing to report"
         return operation_outcome([Issue("informational", f"done: {what}", severity="information")])
     return result.resource
+
+
+def new_version(
+    rtype: str, rid: str, resource: Json | None, op: str, version: int, now: datetime
+) -> NewVersion:
+    """The stored form of a version: the resource with its id and meta stamped, and its search data."""
+    if resource is None:
+        return NewVersion(rtype, rid, version, now, op, None, {}, {}, [])
+    meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
+    rest = {k: v for k, v in resource.items() if k not in {"resourceType", "id", "meta"}}
+    stored = {"resourceType": rtype, "id": rid, "meta": meta, **rest}
+    d = derive(rtype, rid, stored)
+    return NewVersion(rtype, rid, version, now, op, stored, d.index, d.sort_keys, d.compartments)
 
 
 def check_type(rtype: str) -> None:
@@ -133,7 +148,7 @@ class ResourceService:
         """Up to ``limit`` live resources matching conditional criteria (unknown parameters are a 400)."""
         req = parse_search(rtype, criteria, default_count=limit, max_count=limit, strict=True)
         filt = await self.engine.filter_for(req, session=session)
-        return await self.repo.find(rtype, filt, limit, session)
+        return await self.repo.find(rtype, filt, limit, session, choose_hint(rtype, filt))
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -149,26 +164,24 @@ class ResourceService:
         self, rtype: str, rid: str, resource: Json | None, op: str, current: Record | None, session: Session
     ) -> Record:
         version = current.version + 1 if current else 1
-        now = now_ms()
-        stored: Json | None = None
-        derived = Derived({}, {}, [])
-        if resource is not None:
-            stored = dict(resource)
-            meta = dict(stored.get("meta") or {})
-            meta["versionId"] = str(version)
-            meta["lastUpdated"] = instant(now)
-            stored = {
-                "resourceType": rtype,
-                "id": rid,
-                "meta": meta,
-                **{k: v for k, v in stored.items() if k not in {"resourceType", "id", "meta"}},
-            }
-            derived = derive(rtype, rid, stored)
-        new = NewVersion(
-            rtype, rid, version, now, op, stored, derived.index, derived.sort_keys, derived.compartments
-        )
+        new = new_version(rtype, rid, resource, op, version, now_ms())
         await self.repo.put(new, current.version if current else None, session)
-        return Record(rtype, rid, version, now, stored is None, stored, op)
+        return Record(rtype, rid, version, new.last_updated, new.resource is None, new.resource, op)
+
+    async def create_many(self, resources: list[Json]) -> list[Record]:
+        """Create many resources at once (imports, demo data, benchmarks): each validated and indexed
+        exactly like a single create, all stored in one transaction, server-assigned ids."""
+        now = now_ms()
+        versions = []
+        for body in resources:
+            rtype = resource_type_of(body)
+            versions.append(new_version(rtype, new_id(), validate_resource(body, rtype), "create", 1, now))
+
+        async def run(s: Session) -> None:
+            await self.repo.put_many(versions, s)
+
+        await self.repo.in_transaction(run)
+        return [Record(v.rtype, v.id, 1, now, False, v.resource, "create") for v in versions]
 
     async def create(
         self,

@@ -19,7 +19,8 @@ import orjson
 
 from fhir_server.fhir.errors import BadRequest, Gone
 from fhir_server.fhir.registry import is_served
-from fhir_server.search.compiler import Compiler, Filter, Restrict, no_restriction
+from fhir_server.search.compiler import Compiler, Filter, Lookup, Restrict, no_restriction
+from fhir_server.search.plan import choose_hint
 from fhir_server.search.request import Include, SearchRequest
 from fhir_server.storage.repository import Record, Repository, Session, count, field_values, find_page
 
@@ -97,9 +98,9 @@ def _after(spec: list[tuple[str, int]], values: list[Any], backward: bool) -> Fi
     return {"$or": ors}
 
 
-async def _lookup(repo: Repository, session: Session | None) -> Any:
+def _lookup(repo: Repository, session: Session | None) -> Lookup:
     async def run(rtype: str, filt: Filter, fld: str, limit: int) -> list[Any]:
-        return await field_values(repo, rtype, filt, fld, limit, session)
+        return await field_values(repo, rtype, filt, fld, limit, session, choose_hint(rtype, filt))
 
     return run
 
@@ -134,7 +135,7 @@ class SearchEngine:
         compartment: str | None = None,
     ) -> Filter:
         """The complete filter of a search: its clauses, the compartment and the caller's restriction."""
-        compiler = Compiler(self.base, await _lookup(self.repo, session), restrict, self.max_chain_ids)
+        compiler = Compiler(self.base, _lookup(self.repo, session), restrict, self.max_chain_ids)
         parts = [await compiler.compile(req.clauses), restrict(req.rtype)]
         if compartment is not None:
             parts.append({"comp": compartment})
@@ -152,9 +153,10 @@ class SearchEngine:
     ) -> SearchResult:
         """One page of ``req``."""
         filt = await self.filter_for(req, restrict, session, compartment)
+        hint = choose_hint(req.rtype, filt)
         total = None
         if req.total != "none" or req.summary == "count" or req.count == 0:
-            total = await count(self.repo, req.rtype, filt, session)
+            total = await count(self.repo, req.rtype, filt, session, hint)
         if req.summary == "count" or req.count == 0:
             return SearchResult([], total=total)
         spec = _sort_spec(req)
@@ -167,7 +169,7 @@ class SearchEngine:
         query_sort = [(f, -d if backward else d) for f, d in spec]
         want_index = bool(req.includes)
         rows = await find_page(
-            self.repo, req.rtype, page_filter, query_sort, req.count + 1, want_index, session
+            self.repo, req.rtype, page_filter, query_sort, req.count + 1, want_index, session, hint
         )
         more = len(rows) > req.count
         rows = rows[: req.count]
@@ -232,21 +234,7 @@ class SearchEngine:
                 by_type.setdefault(rtype, []).append(rid)
         out = []
         for rtype, ids in by_type.items():
-            filt: Filter = {"_id": {"$in": ids}}
-            extra = restrict(rtype)
-            rows = await find_page(
-                self.repo,
-                rtype,
-                {"$and": [filt, extra]} if extra else filt,
-                [("_id", 1)],
-                MAX_INCLUDED + 1,
-                True,
-                session,
-            )
-            for rec, doc in rows:
-                if (rec.rtype, rec.id) not in seen:
-                    seen.add((rec.rtype, rec.id))
-                    out.append((rec, doc))
+            out += await self._fetch(rtype, {"_id": {"$in": ids}}, restrict, session, seen)
         return out
 
     async def _fetch_reverse(
@@ -257,17 +245,25 @@ class SearchEngine:
         session: Session | None,
         seen: set[tuple[str, str]],
     ) -> list[tuple[Record, dict[str, Any]]]:
-        ors: list[Filter] = [{f"idx.{p.code}": {"$in": targets}} for p in inc.params]
-        filt: Filter = ors[0] if len(ors) == 1 else {"$or": ors}
-        extra = restrict(inc.source)
+        out = []
+        # One query per reference parameter, so that each runs on that parameter's index.
+        for p in inc.params:
+            out += await self._fetch(inc.source, {f"idx.{p.code}": {"$in": targets}}, restrict, session, seen)
+        return out
+
+    async def _fetch(
+        self,
+        rtype: str,
+        filt: Filter,
+        restrict: Restrict,
+        session: Session | None,
+        seen: set[tuple[str, str]],
+    ) -> list[tuple[Record, dict[str, Any]]]:
+        """Matches of ``filt`` within the restriction, each once per search (``seen`` is updated)."""
+        extra = restrict(rtype)
+        full = {"$and": [filt, extra]} if extra else filt
         rows = await find_page(
-            self.repo,
-            inc.source,
-            {"$and": [filt, extra]} if extra else filt,
-            [("_id", 1)],
-            MAX_INCLUDED + 1,
-            True,
-            session,
+            self.repo, rtype, full, [("_id", 1)], MAX_INCLUDED + 1, True, session, choose_hint(rtype, full)
         )
         out = []
         for rec, doc in rows:

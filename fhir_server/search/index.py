@@ -88,7 +88,10 @@ def index_specs(types: tuple[str, ...]) -> dict[str, list[IndexKeys]]:
             if p.code in SPECIAL:
                 continue
             if p.kind == "date":
-                specs.append([(f"idx.{p.code}.lo", 1), (f"idx.{p.code}.hi", 1)])
+                # One index per bound: a prefix such as ge becomes an $or over hi and lo, and each
+                # branch needs an index of its own or the whole $or scans the collection.
+                specs.append([(f"idx.{p.code}.lo", 1)])
+                specs.append([(f"idx.{p.code}.hi", 1)])
             elif p.kind == "quantity":
                 specs.append([(f"idx.{p.code}.v", 1)])
             else:

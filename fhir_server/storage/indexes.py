@@ -25,7 +25,8 @@ _CURRENT_INDEXES: list[IndexKeys] = [
 ]
 
 
-def _name(keys: IndexKeys) -> str:
+def index_name(keys: IndexKeys) -> str:
+    """The name an index with these keys is created under (and hinted by)."""
     return "_".join(f"{f}_{d}" for f, d in keys)
 
 
@@ -35,5 +36,5 @@ async def ensure_indexes(
     """Create (idempotently) the history indexes and, per resource type, the listed indexes."""
     await db[HISTORY].create_indexes(_HISTORY_INDEXES)
     for rtype, specs in per_type.items():
-        models = [IndexModel(list(k), name=_name(k)) for k in [*_CURRENT_INDEXES, *specs]]
+        models = [IndexModel(list(k), name=index_name(k)) for k in [*_CURRENT_INDEXES, *specs]]
         await db[rtype].create_indexes(models)

@@ -154,11 +154,54 @@ class Repository:
         if result.matched_count != 1:
             raise VersionConflict(f"{new.rtype}/{new.id} is no longer at version {previous}")
 
+    async def put_many(self, versions: list[NewVersion], session: Session) -> None:
+        """Store first versions of new resources in bulk (inside :meth:`in_transaction`).
+
+        A resource that already exists makes the whole batch fail with a duplicate-key error.
+        """
+        by_type: dict[str, list[Document]] = {}
+        history: list[Document] = []
+        for new in versions:
+            history.append(
+                {
+                    "_id": f"{new.rtype}/{new.id}/{new.version}",
+                    "t": new.rtype,
+                    "id": new.id,
+                    "v": new.version,
+                    "lu": new.last_updated,
+                    "op": new.op,
+                    "res": new.resource,
+                }
+            )
+            by_type.setdefault(new.rtype, []).append(
+                {
+                    "_id": new.id,
+                    "v": new.version,
+                    "lu": new.last_updated,
+                    "del": False,
+                    "res": new.resource,
+                    "idx": dict(new.index),
+                    "srt": dict(new.sort_keys),
+                    "comp": new.compartments,
+                }
+            )
+        if history:
+            await self.db[HISTORY].insert_many(history, ordered=False, session=session)
+        for rtype, docs in by_type.items():
+            await self.db[rtype].insert_many(docs, ordered=False, session=session)
+
     async def find(
-        self, rtype: str, query: Mapping[str, Any], limit: int, session: Session | None = None
+        self,
+        rtype: str,
+        query: Mapping[str, Any],
+        limit: int,
+        session: Session | None = None,
+        hint: str | None = None,
     ) -> list[Record]:
         """Live (not deleted) resources of ``rtype`` matching a compiled index query."""
-        cursor = self.db[rtype].find({**query, "del": False}, _CURRENT_FIELDS, session=session, limit=limit)
+        cursor = self.db[rtype].find(
+            {**query, "del": False}, _CURRENT_FIELDS, session=session, limit=limit, **_hint(hint)
+        )
         return [Record.from_current(rtype, d) async for d in cursor]
 
     async def history(self, q: HistoryQuery) -> tuple[list[Record], int | None]:
@@ -194,9 +237,12 @@ async def field_values(
     field: str,
     limit: int,
     session: Session | None = None,
+    hint: str | None = None,
 ) -> list[Any]:
     """The values of ``field`` (``_id`` or an index field, arrays flattened) over live matches."""
-    cursor = repo.db[rtype].find({**query, "del": False}, {field: 1}, session=session, limit=limit)
+    cursor = repo.db[rtype].find(
+        {**query, "del": False}, {field: 1}, session=session, limit=limit, **_hint(hint)
+    )
     out: list[Any] = []
     path = field.split(".")
     async for doc in cursor:
@@ -218,16 +264,27 @@ async def find_page(
     limit: int,
     with_index: bool = False,
     session: Session | None = None,
+    hint: str | None = None,
 ) -> list[tuple[Record, Document]]:
     """Live matches in ``sort`` order, at most ``limit``; each with its stored document (``srt``, and
     ``idx`` when ``with_index``) for cursors and includes."""
     projection = {**_CURRENT_FIELDS, "srt": 1, **({"idx": 1} if with_index else {})}
-    cursor = repo.db[rtype].find({**query, "del": False}, projection, session=session).sort(sort).limit(limit)
+    cursor = repo.db[rtype].find({**query, "del": False}, projection, session=session, **_hint(hint))
+    cursor = cursor.sort(sort).limit(limit)
     return [(Record.from_current(rtype, d), d) async for d in cursor]
 
 
 async def count(
-    repo: Repository, rtype: str, query: Mapping[str, Any], session: Session | None = None
+    repo: Repository,
+    rtype: str,
+    query: Mapping[str, Any],
+    session: Session | None = None,
+    hint: str | None = None,
 ) -> int:
     """How many live resources match."""
-    return await repo.db[rtype].count_documents({**query, "del": False}, session=session)
+    return await repo.db[rtype].count_documents({**query, "del": False}, session=session, **_hint(hint))
+
+
+def _hint(hint: str | None) -> dict[str, str]:
+    """The index to run on (SecantusDB uses an index only if it covers every filtered field, unless told)."""
+    return {"hint": hint} if hint else {}

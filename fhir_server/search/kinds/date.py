@@ -135,4 +135,11 @@ def compile(field: str, value: str, modifier: str, name: str, single: bool) -> d
     prefix, text = split_prefix(value, name)
     text = _SPACED_OFFSET.sub(r"\1+\2", text)
     slo, shi = _range(text, name)
-    return any_of([one_element(field, single, clause) for clause in _clauses(prefix, slo, shi)])
+    condition = any_of([one_element(field, single, clause) for clause in _clauses(prefix, slo, shi)])
+    # ge and le are ORs over the two bounds, which no single index answers; each branch implies one
+    # plain bound (ranges are never empty, so lo < hi), added so that the search can run on its index.
+    if prefix == "ge":
+        return {"$and": [{f"{field}.hi": {"$gt": slo}}, condition]}
+    if prefix == "le":
+        return {"$and": [{f"{field}.lo": {"$lt": shi}}, condition]}
+    return condition
