@@ -27,7 +27,7 @@ from fhir_server.fhir.elements import select_elements, summarize
 from fhir_server.fhir.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.fhir.history import history_bundle
 from fhir_server.fhir.rest import ResourceService, Result, check_id, check_type
-from fhir_server.fhir.searchset import SearchOptions, search_bundle
+from fhir_server.fhir.searchset import SearchOptions, search_bundle, system_search_bundle
 from fhir_server.search.engine import SearchEngine
 from fhir_server.search.registry import compartment_params
 from fhir_server.storage.repository import Repository
@@ -130,6 +130,15 @@ async def _json_body(request: Request, s: Services) -> object:
 async def metadata(request: Request) -> Response:
     s = _services(request)
     return json_response(request, capability_statement(s.base))
+
+
+@router.get("")
+@router.get("/")
+async def system_search(request: Request) -> Response:
+    s = _services(request)
+    return json_response(
+        request, await system_search_bundle(s.engine, _params(request), _search_options(request, s))
+    )
 
 
 @router.post("")

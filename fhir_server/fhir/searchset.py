@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
 from fhir_server.fhir.elements import select_elements, summarize
+from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.fhir.rest import check_id, check_type
 from fhir_server.search.compiler import Restrict, no_restriction
 from fhir_server.search.engine import SearchEngine, SearchResult
-from fhir_server.search.request import SearchRequest, parse_search
+from fhir_server.search.registry import supported_params
+from fhir_server.search.request import RESULT_PARAMS, SearchRequest, parse_search
 from fhir_server.storage.repository import Record, Session
 
 Json = dict[str, Any]
@@ -85,3 +88,76 @@ async def search_bundle(
     result = await engine.search(req, restrict, session, compartment)
     path = f"Patient/{compartment}/{rtype}" if compartment is not None else rtype
     return render_searchset(engine.base, path, req, result)
+
+
+def _system_cursor(token: str | None, types: int) -> tuple[int, str | None]:
+    if not token:
+        return 0, None
+    index, _, inner = token.partition(".")
+    if not index.isdigit() or int(index) >= types:
+        raise BadRequest("the page link is not valid", expression="_cursor")
+    return int(index), inner or None
+
+
+async def system_search_bundle(
+    engine: SearchEngine,
+    params: Sequence[tuple[str, str]],
+    options: SearchOptions,
+    restrict: Restrict = no_restriction,
+) -> Json:
+    """``GET [base]?_type=…&…``: one search over several types, paged type after type (no ``_sort``)."""
+    values = dict(params)
+    names = values.get("_type", "")
+    types = [t for t in names.split(",") if t] if names else list(SERVED_TYPES)
+    for t in types:
+        check_type(t)
+    if "_sort" in values:
+        raise BadRequest("_sort is not supported on a search across types", expression="_sort")
+    criteria = [(k, v) for k, v in params if k not in {"_type", "_cursor"}]
+    for name, _ in criteria:
+        code = name.split(":", 1)[0].split(".", 1)[0]
+        common = code.startswith("_") and all(code in supported_params(t) for t in types)
+        if not common and code not in RESULT_PARAMS:
+            raise BadRequest(f"'{name}' is not a parameter of every searched type", expression=name)
+    start, inner = _system_cursor(values.get("_cursor"), len(types))
+    first = parse_search(
+        types[0], criteria, default_count=options.default_count, max_count=options.max_count, strict=True
+    )
+    wanted = first.count
+    total = 0
+    matches: list[Record] = []
+    next_cursor = None
+    for i, rtype in enumerate(types):
+        req = parse_search(
+            rtype,
+            [*criteria, *([("_cursor", inner)] if inner and i == start else [])],
+            default_count=wanted,
+            max_count=options.max_count,
+            strict=True,
+        )
+        if i < start or len(matches) >= wanted:
+            if req.total != "none":
+                total += (await engine.search(replace(req, count=0), restrict)).total or 0
+            if len(matches) >= wanted and next_cursor is None:
+                next_cursor = f"{i}."
+            continue
+        result = await engine.search(replace(req, count=wanted - len(matches)), restrict)
+        total += result.total or 0
+        matches += result.matches
+        if result.next_cursor:
+            next_cursor = f"{i}.{result.next_cursor}"
+    applied = [("_type", names)] if names else []
+    applied += list(first.applied)
+    link = f"{engine.base}?{urlencode(applied)}" if applied else engine.base
+    links = [{"relation": "self", "url": link}]
+    if next_cursor:
+        links.append(
+            {"relation": "next", "url": f"{engine.base}?{urlencode([*applied, ('_cursor', next_cursor)])}"}
+        )
+    bundle: Json = {"resourceType": "Bundle", "type": "searchset"}
+    if first.total != "none":
+        bundle["total"] = total
+    bundle["link"] = links
+    if matches:
+        bundle["entry"] = [_entry(engine.base, r, "match", first) for r in matches]
+    return bundle

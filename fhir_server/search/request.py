@@ -29,7 +29,7 @@ KIND_MODULES = {
 }
 SORTABLE = {"string", "token", "date", "number", "quantity", "reference", "uri"}
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]+$")
-_RESULT = {
+RESULT_PARAMS = {
     "_count",
     "_sort",
     "_include",
@@ -262,7 +262,7 @@ def parse_search(
             raise BadRequest(
                 f"'{name}' is not supported by this server", code="not-supported", expression=name
             )
-        if base_name in _RESULT:
+        if base_name in RESULT_PARAMS:
             if name == "_count":
                 count = _parse_count(value, max_count)
             elif name == "_sort":

@@ -307,3 +307,25 @@ async def test_escaped_comma_is_a_literal(client: httpx.AsyncClient) -> None:
     p = await _post(client, patient(identifier=[{"system": "urn:x", "value": f"a,b{tag}"}]))
     assert await _ids(client, f"Patient?identifier=urn:x|a\\,b{tag}") == [p["id"]]
     assert await _ids(client, f"Patient?identifier=urn:x|a,b{tag}") == []
+
+
+async def test_system_search_across_types_pages_through_all(client: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:10]
+    tagged = {"tag": [{"system": "urn:test", "code": tag}]}
+    made = set()
+    for _ in range(3):
+        made.add((await _post(client, patient(meta=tagged)))["id"])
+    for _ in range(2):
+        made.add((await _post(client, {"resourceType": "Practitioner", "meta": tagged}))["id"])
+    first = (await client.get(f"?_type=Patient,Practitioner&_tag=urn:test|{tag}&_count=2")).json()
+    assert first["total"] == 5
+    seen = [e["resource"]["id"] for e in first["entry"]]
+    url = next((link["url"] for link in first["link"] if link["relation"] == "next"), None)
+    while url:
+        page = (await client.get(url)).json()
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+    assert sorted(seen) == sorted(made)
+    assert (await client.get("?_type=Patient,Practitioner&family=x")).status_code == 400
+    assert (await client.get("?_type=Patient&_sort=_id")).status_code == 400
+    assert (await client.get("?_type=Observation")).status_code == 404
