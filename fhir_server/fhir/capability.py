@@ -46,6 +46,17 @@ def _resource(rtype: str) -> Json:
         "conditionalDelete": "single",
         "referencePolicy": ["literal", "local"],
     }
+    refs = [p.code for p in supported_params(rtype).values() if p.kind == "reference"]
+    if refs:
+        out["searchInclude"] = ["*", *(f"{rtype}:{c}" for c in refs)]
+    revs = [
+        f"{t}:{p.code}"
+        for t in SERVED_TYPES
+        for p in supported_params(t).values()
+        if p.kind == "reference" and rtype in p.targets
+    ]
+    if revs:
+        out["searchRevInclude"] = revs
     if params:
         out["searchParam"] = params
     return out
@@ -71,7 +82,12 @@ def capability_statement(base_url: str | None = None) -> Json:
             {
                 "mode": "server",
                 "resource": [_resource(t) for t in SERVED_TYPES],
-                "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "search-system"},
+                    {"code": "history-system"},
+                ],
             }
         ],
     }
