@@ -30,24 +30,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-SERVED_TYPES = (
-    "AllergyIntolerance",
-    "AuditEvent",
-    "Binary",
-    "Claim",
-    "Consent",
-    "Coverage",
-    "DocumentReference",
-    "ExplanationOfBenefit",
-    "Group",
-    "Medication",
-    "MedicationStatement",
-    "Organization",
-    "Patient",
-    "Practitioner",
-    "PractitionerRole",
-    "Provenance",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fhir_server.fhir.registry import SERVED_TYPES
+
 _ABSTRACT_BASES = ("Resource", "DomainResource")
 _CORE_VERSION = "4.0.1"
 _FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"

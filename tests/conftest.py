@@ -25,6 +25,27 @@ from fhir_server.storage.client import Mongo
 from fhir_server.storage.launcher import Database, start_database, stop_database
 
 BASE = "http://test/fhir"
+# The resource types the foundation issue asks for, written out independently of the code's registry.
+SERVED_BY_ISSUE = frozenset(
+    {
+        "Patient",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "DocumentReference",
+        "Binary",
+        "AllergyIntolerance",
+        "MedicationStatement",
+        "Medication",
+        "Claim",
+        "ExplanationOfBenefit",
+        "Coverage",
+        "Consent",
+        "AuditEvent",
+        "Provenance",
+        "Group",
+    }
+)
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-r4"
 
 

@@ -72,6 +72,31 @@ class NewVersion:
     sort_keys: Mapping[str, Any]
     compartments: list[str]
 
+    def history_document(self) -> Document:
+        """This version as the history collection keeps it."""
+        return {
+            "_id": f"{self.rtype}/{self.id}/{self.version}",
+            "t": self.rtype,
+            "id": self.id,
+            "v": self.version,
+            "lu": self.last_updated,
+            "op": self.op,
+            "res": self.resource,
+        }
+
+    def current_document(self) -> Document:
+        """This version as the type's collection keeps it while it is current."""
+        return {
+            "_id": self.id,
+            "v": self.version,
+            "lu": self.last_updated,
+            "del": self.resource is None,
+            "res": self.resource,
+            "idx": dict(self.index),
+            "srt": dict(self.sort_keys),
+            "comp": self.compartments,
+        }
+
 
 @dataclass(frozen=True)
 class HistoryQuery:
@@ -120,28 +145,8 @@ class Repository:
         changed the resource since it was read.
         """
         coll = self.db[new.rtype]
-        await self.db[HISTORY].insert_one(
-            {
-                "_id": f"{new.rtype}/{new.id}/{new.version}",
-                "t": new.rtype,
-                "id": new.id,
-                "v": new.version,
-                "lu": new.last_updated,
-                "op": new.op,
-                "res": new.resource,
-            },
-            session=session,
-        )
-        doc = {
-            "_id": new.id,
-            "v": new.version,
-            "lu": new.last_updated,
-            "del": new.resource is None,
-            "res": new.resource,
-            "idx": dict(new.index),
-            "srt": dict(new.sort_keys),
-            "comp": new.compartments,
-        }
+        await self.db[HISTORY].insert_one(new.history_document(), session=session)
+        doc = new.current_document()
         if previous is None:
             await coll.insert_one(doc, session=session)
             return
@@ -162,29 +167,8 @@ class Repository:
         by_type: dict[str, list[Document]] = {}
         history: list[Document] = []
         for new in versions:
-            history.append(
-                {
-                    "_id": f"{new.rtype}/{new.id}/{new.version}",
-                    "t": new.rtype,
-                    "id": new.id,
-                    "v": new.version,
-                    "lu": new.last_updated,
-                    "op": new.op,
-                    "res": new.resource,
-                }
-            )
-            by_type.setdefault(new.rtype, []).append(
-                {
-                    "_id": new.id,
-                    "v": new.version,
-                    "lu": new.last_updated,
-                    "del": False,
-                    "res": new.resource,
-                    "idx": dict(new.index),
-                    "srt": dict(new.sort_keys),
-                    "comp": new.compartments,
-                }
-            )
+            history.append(new.history_document())
+            by_type.setdefault(new.rtype, []).append(new.current_document())
         if history:
             await self.db[HISTORY].insert_many(history, ordered=False, session=session)
         for rtype, docs in by_type.items():

@@ -15,30 +15,11 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from tests.conftest import SHARED
+from tests.conftest import SERVED_BY_ISSUE, SHARED
 
 Json = dict[str, Any]
 EXAMPLES = SHARED / "examples"
-SERVED = frozenset(
-    {
-        "Patient",
-        "Practitioner",
-        "PractitionerRole",
-        "Organization",
-        "DocumentReference",
-        "Binary",
-        "AllergyIntolerance",
-        "MedicationStatement",
-        "Medication",
-        "Claim",
-        "ExplanationOfBenefit",
-        "Coverage",
-        "Consent",
-        "AuditEvent",
-        "Provenance",
-        "Group",
-    }
-)
+SERVED = SERVED_BY_ISSUE
 
 if not EXAMPLES.is_dir():
     pytest.skip(f"the HL7 examples are not available at {EXAMPLES}", allow_module_level=True)

@@ -11,28 +11,11 @@ import orjson
 import pytest
 
 from fhir_server.storage.client import Mongo
-from tests.conftest import patient, snapshot
+from tests.conftest import SERVED_BY_ISSUE, patient, snapshot
 
 Json = dict[str, Any]
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
-SERVED = {
-    "Patient",
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "DocumentReference",
-    "Binary",
-    "AllergyIntolerance",
-    "MedicationStatement",
-    "Medication",
-    "Claim",
-    "ExplanationOfBenefit",
-    "Coverage",
-    "Consent",
-    "AuditEvent",
-    "Provenance",
-    "Group",
-}
+SERVED = SERVED_BY_ISSUE
 # Top-level Patient elements marked isSummary in R4 (besides id/meta/implicitRules).
 PATIENT_SUMMARY = {
     "identifier",
