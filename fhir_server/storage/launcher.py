@@ -4,6 +4,10 @@ Used only when no ``FHIR_MONGO_URI`` is set. The launcher records the running da
 ``<data-dir>/embedded.json`` so that a CLI command run while the server is up reaches the same database
 instead of trying to open the same files a second time. Application code never imports SecantusDB: it
 is reached over TCP like any ``mongod``.
+
+The process that starts the database stops it when it is done. So if a CLI command starts it and a
+server then starts while the command runs, the server loses its database when the command exits: start
+the server first (or use ``FHIR_MONGO_URI``) when both run at once.
 """
 
 from __future__ import annotations
