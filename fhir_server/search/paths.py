@@ -15,6 +15,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from fhir_server.fhir.typemodel import elements
+
 Evaluator = Callable[[dict[str, Any]], list[Any]]
 
 _WHERE_RESOLVE = re.compile(r"^where\(resolve\(\) is ([A-Za-z]+)\)$")
@@ -36,6 +38,26 @@ def _children(items: list[Any], name: str) -> list[Any]:
         else:
             out.append(value)
     return out
+
+
+def _keys(type_name: str | None, name: str) -> tuple[tuple[str, ...], str | None]:
+    """The JSON keys of element ``name`` of ``type_name`` (several for a choice: ``effective`` is
+    ``effectiveDateTime`` or ``effectivePeriod``) and the type of its values when there is one."""
+    found = elements(type_name) if type_name else None
+    if not found:
+        return (name,), None
+    matches = [(key, e) for key, e in found.items() if e.path_name == name]
+    if not matches:
+        return (name,), None
+    if len(matches) == 1 and not matches[0][1].name.endswith("[x]"):
+        return (matches[0][0],), matches[0][1].types[0]
+    return tuple(key for key, _ in matches), None
+
+
+def _children_of(items: list[Any], keys: tuple[str, ...]) -> list[Any]:
+    if len(keys) == 1:
+        return _children(items, keys[0])
+    return [v for key in keys for v in _children(items, key)]
 
 
 def _typed(items: list[Any], name: str, type_code: str) -> list[Any]:
@@ -86,19 +108,20 @@ def _compile_steps(root_type: str, expr: str) -> Evaluator | None:
     if not steps or steps[0] != root_type:
         return None
     funcs: list[Callable[[list[Any]], list[Any]]] = []
-    pending_name: str | None = None
+    current: str | None = root_type
+    pending: tuple[str, tuple[str, ...]] | None = None
     for step in steps[1:]:
         m_as = _AS_CALL.match(step)
         if m_as:
-            if pending_name is None:
+            if pending is None:
                 return None
             type_code = m_as.group(1)
-            funcs.append(lambda items, n=pending_name, t=type_code: _typed(items, n, t))
-            pending_name = None
+            funcs.append(lambda items, n=pending[0], t=type_code: _typed(items, n, t))
+            pending, current = None, type_code
             continue
-        if pending_name is not None:
-            funcs.append(lambda items, n=pending_name: _children(items, n))
-            pending_name = None
+        if pending is not None:
+            funcs.append(lambda items, k=pending[1]: _children_of(items, k))
+            pending = None
         m_res = _WHERE_RESOLVE.match(step)
         m_eq = _WHERE_EQ.match(step)
         if m_res:
@@ -114,11 +137,12 @@ def _compile_steps(root_type: str, expr: str) -> Evaluator | None:
                 lambda items, f=field, v=value: [i for i in items if isinstance(i, dict) and i.get(f) == v]
             )
         elif _NAME.match(step):
-            pending_name = step
+            keys, next_type = _keys(current, step)
+            pending, current = (step, keys), next_type
         else:
             return None
-    if pending_name is not None:
-        funcs.append(lambda items, n=pending_name: _children(items, n))
+    if pending is not None:
+        funcs.append(lambda items, k=pending[1]: _children_of(items, k))
 
     def run(resource: dict[str, Any]) -> list[Any]:
         items: list[Any] = [resource]

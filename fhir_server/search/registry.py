@@ -1,4 +1,5 @@
-"""Search parameters: the generated R4 definitions, and which of them this server indexes.
+"""Search parameters: the generated R4 definitions plus the DMP's own (SearchParameter resources in
+``definitions/dmp_search_parameters.json``), and which of them this server indexes.
 
 The same registry drives index extraction at write time, query compilation, the MongoDB indexes created
 at start-up and the CapabilityStatement, so what is advertised is exactly what works.
@@ -88,10 +89,34 @@ def _make(rtype: str, code: str, d: dict[str, Any]) -> SearchParam:
     )
 
 
+def _branch(rtype: str, expression: str) -> str:
+    """The part of a multi-type expression that applies to ``rtype`` (as the R4 definitions are split)."""
+    parts = [p.strip() for p in expression.split("|")]
+    return " | ".join(p for p in parts if p.startswith((rtype + ".", f"({rtype}."))) or expression
+
+
+def dmp_definitions() -> dict[str, dict[str, dict[str, Any]]]:
+    """The DMP's SearchParameter resources, in the compact form of the generated definitions."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for entry in _load("dmp_search_parameters.json")["entry"]:
+        sp = entry["resource"]
+        for rtype in sp["base"]:
+            compact = {"type": sp["type"], "url": sp["url"], "expression": _branch(rtype, sp["expression"])}
+            if sp.get("target"):
+                compact["target"] = sp["target"]
+            out.setdefault(rtype, {})[sp["code"]] = compact
+    return out
+
+
 @cache
 def all_params() -> dict[str, dict[str, SearchParam]]:
-    """Every R4 parameter of every served type, supported or not."""
+    """Every R4 and DMP parameter of every served type, supported or not."""
     raw = _load("search_parameters.json")
+    for rtype, params in dmp_definitions().items():
+        clash = set(params) & set(raw.get(rtype, {}))
+        if clash:
+            raise RuntimeError(f"DMP search parameters {sorted(clash)} of {rtype} redefine R4 ones")
+        raw.setdefault(rtype, {}).update(params)
     return {t: {c: _make(t, c, d) for c, d in raw.get(t, {}).items()} for t in SERVED_TYPES}
 
 
