@@ -83,6 +83,8 @@ class Server:
     log: ServerLog | None = None
     data_dir: Path | None = None
     temp_dir: bool = False
+    # The bearer token every benchmark request carries (see authorize()).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -102,6 +104,20 @@ def _fhir_server_command() -> str:
     return found
 
 
+def authorize(server: Server, scope: str = "system/*.*") -> None:
+    """Give the benchmark an access token of the server (``fhir-server token``), as a backend client
+    would hold one: the figures include the token check on every request."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
+    env["FHIR_BASE_URL"] = f"{server.url}/fhir"
+    cmd = [_fhir_server_command(), "token", "--scope", scope]
+    if server.data_dir is not None:
+        cmd += ["--data-dir", str(server.data_dir)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"fhir-server token failed: {out.stderr.strip()}")
+    server.headers = {"Authorization": f"Bearer {out.stdout.strip()}"}
+
+
 async def _wait_healthy(url: str, proc: subprocess.Popen[bytes] | None) -> None:
     deadline = time.monotonic() + _HEALTH_TIMEOUT_S
     async with httpx.AsyncClient(timeout=2.0) as client:
@@ -116,8 +132,9 @@ async def _wait_healthy(url: str, proc: subprocess.Popen[bytes] | None) -> None:
             await asyncio.sleep(0.2)
 
 
-def start_server(data_dir: str | None) -> Server:
-    """Start ``fhir-server serve`` on a free local port with its embedded database."""
+def start_server(data_dir: str | None, extra_args: list[str] | None = None) -> Server:
+    """Start ``fhir-server serve`` on a free local port with its embedded database (``extra_args`` are
+    added to the ``serve`` command line, e.g. ``--insecure-no-auth``)."""
     temp = data_dir is None
     path = Path(tempfile.mkdtemp(prefix="fhir-bench-")) if temp else Path(data_dir or "").resolve()
     port = _free_port()
@@ -134,6 +151,7 @@ def start_server(data_dir: str | None) -> Server:
         str(port),
         "--data-dir",
         str(path),
+        *(extra_args or []),
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return Server(
@@ -174,6 +192,15 @@ def stop_server(server: Server, db_pids: list[int]) -> dict[str, Any]:
         "killed": killed,
         "orphan_db_pids": orphans,
     }
+
+
+def describe_stop(stop: dict[str, Any], label: str = "server") -> str:
+    """One line on how a :func:`stop_server` went."""
+    return (
+        f"{label} stop: exit code {stop['exit_code']} after {stop['stop_seconds']} s"
+        + (" (killed)" if stop["killed"] else "")
+        + (f"; orphaned database pids terminated: {stop['orphan_db_pids']}" if stop["orphan_db_pids"] else "")
+    )
 
 
 def _is_running(pid: int) -> bool:
@@ -366,7 +393,9 @@ async def run_phase(
     dbs = db_processes(server.pid) if server.pid is not None else []
     lags: list[float] = []
     stop = asyncio.Event()
-    async with httpx.AsyncClient(limits=limits, timeout=_REQUEST_TIMEOUT_S, http2=False) as client:
+    async with httpx.AsyncClient(
+        limits=limits, timeout=_REQUEST_TIMEOUT_S, http2=False, headers=server.headers
+    ) as client:
         watcher = asyncio.create_task(watch_loop(stop, lags))
         before = sample_cpu(server.pid, dbs)
         started = time.monotonic()
@@ -496,6 +525,10 @@ async def bench(args: argparse.Namespace) -> int:
     dbs: list[int] = []
     try:
         await _wait_healthy(server.url, server.process)
+        if args.token:
+            server.headers = {"Authorization": f"Bearer {args.token}"}
+        else:
+            authorize(server)
         if server.pid is not None:
             dbs = [p.pid for p in db_processes(server.pid)]
         ids: list[str] = []
@@ -559,6 +592,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="server root of a running server, e.g. http://127.0.0.1:8080")
     parser.add_argument("--pid", type=int, help="with --url: the server's process id, for CPU figures")
+    parser.add_argument(
+        "--token", help="with --url: an access token to send (default: one from `fhir-server token`)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase (default 10)")
     parser.add_argument("--data-dir", help="data directory of the server started here (default: a temp dir)")

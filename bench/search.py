@@ -511,7 +511,7 @@ async def server_counts(server: crud.Server, expected: collections.Counter[str])
     out: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     # An unfiltered count reads every live resource of the type: far slower than any search measured here.
-    async with httpx.AsyncClient(timeout=_COUNT_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(timeout=_COUNT_TIMEOUT_S, headers=server.headers) as client:
         for rtype in sorted(expected):
             started = time.perf_counter()
             r = await client.get(f"{server.url}/fhir/{rtype}", params={"_summary": "count"}, headers=_HEADERS)
@@ -590,7 +590,7 @@ async def warm_up(family: Family, server: crud.Server, facts: Facts, today: date
     """A few sequential requests before the timed phase (their latencies are reported, not counted)."""
     rng = random.Random(99)
     out = []
-    async with httpx.AsyncClient(timeout=crud._REQUEST_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(timeout=crud._REQUEST_TIMEOUT_S, headers=server.headers) as client:
         for _ in range(_WARMUP):
             query = family.pick(rng, facts, today)
             started = time.perf_counter()
@@ -658,6 +658,7 @@ async def bench(args: argparse.Namespace) -> int:
     loaded: Loaded | None = None
     try:
         await crud._wait_healthy(server.url, server.process)
+        crud.authorize(server)
         dbs = [p.pid for p in crud.db_processes(server.pid)] if server.pid is not None else []
         loaded = await load(server, args.patients, args.seed, today)
         load_figures = loaded.figures

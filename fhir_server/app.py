@@ -14,9 +14,11 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
+from fhir_server.api.auth_routes import auth_router, oidc_root_router
 from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
 from fhir_server.api.routes import Services, router
+from fhir_server.auth.setup import build_auth
 from fhir_server.config import Settings
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
@@ -63,11 +65,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 bundles = BundleProcessor(resources, settings.fhir_base, options, settings.max_bundle_entries)
                 app.state.services = Services(settings, repo, engine, resources, bundles)
                 app.state.mongo = mongo
+                app.state.auth = await build_auth(settings, mongo.db)
+                if not settings.auth:
+                    log.warning("authorization is OFF (--insecure-no-auth): every request has full access")
                 yield
             finally:
                 await mongo.close()
 
     app = FastAPI(title="dmp-fhir", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # The authorization server's paths first: the FHIR router's /{rtype}/{rid} would catch them.
+    app.include_router(auth_router, prefix="/fhir")
+    app.include_router(oidc_root_router)
     app.include_router(router, prefix="/fhir")
 
     @app.get("/health")

@@ -1,4 +1,5 @@
-"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``.
+"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, and ``users``, ``clients``, ``token``
+(:mod:`fhir_server.auth.cli`).
 
 Commands that need the database accept ``--data-dir`` (or ``FHIR_DATA_DIR``) and honour
 ``FHIR_MONGO_URI``; with the embedded database they reach the one a running server started, or start it
@@ -28,6 +29,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         changes["port"] = args.port
     if getattr(args, "data_dir", None):
         changes["data_dir"] = Path(args.data_dir)
+    if getattr(args, "insecure_no_auth", False):
+        changes["auth"] = False
     return dataclasses.replace(settings, **changes) if changes else settings
 
 
@@ -96,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the FHIR server")
     serve.add_argument("--host", help="listen address (FHIR_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (FHIR_PORT, default 8080)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="accept requests without an access token, with full access (local experiments only)",
+    )
     data_dir(serve)
     serve.set_defaults(func=_serve)
 
@@ -105,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     counts = sub.add_parser("counts", help="print the number of live resources of each type")
     data_dir(counts)
     counts.set_defaults(func=_counts)
+
+    from fhir_server.auth.cli import add_commands
+
+    add_commands(sub, data_dir, _settings)
     return parser
 
 

@@ -57,6 +57,26 @@ class Settings:
     embedded_cache_size: str = field(default_factory=lambda: _env("FHIR_EMBEDDED_CACHE_SIZE", "1G"))
     log_level: str = field(default_factory=lambda: _env("FHIR_LOG_LEVEL", "INFO"))
     access_log: bool = field(default_factory=lambda: _env_bool("FHIR_ACCESS_LOG", True))
+    # SMART authorization. Off only with `serve --insecure-no-auth` (or FHIR_AUTH=false), for experiments.
+    auth: bool = field(default_factory=lambda: _env_bool("FHIR_AUTH", True))
+    # The token issuer (`iss`); the FHIR base URL when empty.
+    issuer: str = field(default_factory=lambda: _env("FHIR_ISSUER", ""))
+    access_token_ttl: int = field(default_factory=lambda: _env_int("FHIR_ACCESS_TOKEN_TTL", 3600))
+    # offline_access refresh tokens; online_access ones live as long as the login session.
+    refresh_token_ttl: int = field(default_factory=lambda: _env_int("FHIR_REFRESH_TOKEN_TTL", 90 * 86400))
+    session_ttl: int = field(default_factory=lambda: _env_int("FHIR_SESSION_TTL", 8 * 3600))
+    # A new signing key is made when the newest is older than this; older keys stay published a while.
+    key_rotation_days: int = field(default_factory=lambda: _env_int("FHIR_KEY_ROTATION_DAYS", 30))
+    # Upstream OpenID provider of professionals (e.g. Pro Santé Connect); federation is off when empty.
+    upstream_issuer: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_ISSUER", ""))
+    # Name shown on the login page's "log in with ..." link.
+    upstream_name: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_NAME", "Pro Santé Connect"))
+    upstream_client_id: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLIENT_ID", ""))
+    # The client secret at the upstream provider (environment only, never a CLI flag).
+    upstream_client_secret: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLIENT_SECRET", ""))
+    upstream_scope: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_SCOPE", "openid"))
+    # JSON object: our claim name -> dotted path in the upstream id_token/userinfo claims ("rpps" required).
+    upstream_claims: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLAIMS", '{"rpps": "rpps"}'))
 
     @property
     def fhir_base(self) -> str:
@@ -64,3 +84,8 @@ class Settings:
         if self.base_url:
             return self.base_url.rstrip("/")
         return f"http://{self.host}:{self.port}/fhir"
+
+    @property
+    def token_issuer(self) -> str:
+        """The ``iss`` of the tokens this server signs."""
+        return self.issuer.rstrip("/") if self.issuer else self.fhir_base

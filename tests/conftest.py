@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from fhir_server.app import create_app
+from fhir_server.auth.tokens import Tokens
 from fhir_server.config import Settings
 from fhir_server.storage.client import Mongo
 from fhir_server.storage.launcher import Database, start_database, stop_database
@@ -88,8 +89,29 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+async def bearer(app: FastAPI, scope: str, base: str = BASE, **claims: Any) -> dict[str, str]:
+    """An ``Authorization`` header with an access token of the app's keys for the server at ``base``."""
+    auth = app.state.auth
+    tokens = Tokens(auth.keys, auth.tokens.revoked, base, base)
+    token, _ = await tokens.issue(
+        {"sub": "test-suite", "client_id": "test-suite", "scope": scope, **claims}, 3600
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture(scope="session")
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI, as a backend client with every system scope (``system/*.*``)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as c:
+        c.headers["Content-Type"] = "application/fhir+json"
+        c.headers.update(await bearer(app, "system/*.*"))
+        yield c
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI without any token."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as c:
         c.headers["Content-Type"] = "application/fhir+json"
@@ -129,6 +151,12 @@ def live_server(settings: Settings) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}/fhir"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+async def live_headers(app: FastAPI, live_server: str) -> dict[str, str]:
+    """Headers for the live server: FHIR JSON and a ``system/*.*`` token for its base URL."""
+    return {"Content-Type": "application/fhir+json", **(await bearer(app, "system/*.*", live_server))}
 
 
 async def snapshot(mongo: Mongo) -> dict[str, Any]:

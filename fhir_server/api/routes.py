@@ -19,12 +19,14 @@ from fhir_server.api.http import (
     result_headers,
     write_response,
 )
+from fhir_server.api.security import request_access
+from fhir_server.auth.scopes import READ, SEARCH
 from fhir_server.config import Settings
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.capability import capability_statement
 from fhir_server.fhir.codec import parse_json
 from fhir_server.fhir.elements import select_elements, summarize
-from fhir_server.fhir.errors import BadRequest, MethodNotAllowed, NotFound
+from fhir_server.fhir.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
 from fhir_server.fhir.history import history_bundle
 from fhir_server.fhir.rest import ResourceService, Result, check_id, check_type
 from fhir_server.fhir.searchset import SearchOptions, search_bundle, system_search_bundle
@@ -136,25 +138,28 @@ async def metadata(request: Request) -> Response:
 @router.get("/")
 async def system_search(request: Request) -> Response:
     s = _services(request)
-    return json_response(
-        request, await system_search_bundle(s.engine, _params(request), _search_options(request, s))
-    )
+    access = await request_access(request)
+    bundle = await system_search_bundle(s.engine, _params(request), _search_options(request, s), access)
+    return json_response(request, bundle)
 
 
 @router.post("")
 @router.post("/")
 async def batch_or_transaction(request: Request) -> Response:
     s = _services(request)
+    bundles = s.bundles.bound(await request_access(request))
     body = await _json_body(request, s)
-    return json_response(request, await s.bundles.process(body, prefer_return(request)))
+    return json_response(request, await bundles.process(body, prefer_return(request)))
 
 
 @router.get("/_history")
 async def system_history(request: Request) -> Response:
     s = _services(request)
-    return json_response(
-        request, await history_bundle(s.repo, s.base, "_history", _params(request), None, None, s.page_size)
+    access = await request_access(request)
+    bundle = await history_bundle(
+        s.repo, s.base, "_history", _params(request), None, None, s.page_size, access
     )
+    return json_response(request, bundle)
 
 
 # -- type level ------------------------------------------------------------------------------------
@@ -163,26 +168,31 @@ async def system_history(request: Request) -> Response:
 @router.get("/{rtype}")
 async def search_type(request: Request, rtype: str) -> Response:
     s = _services(request)
-    return json_response(
-        request, await search_bundle(s.engine, rtype, _params(request), _search_options(request, s))
+    access = await request_access(request)
+    bundle = await search_bundle(
+        s.engine, rtype, _params(request), _search_options(request, s), access=access
     )
+    return json_response(request, bundle)
 
 
 @router.post("/{rtype}/_search")
 async def search_post(request: Request, rtype: str) -> Response:
     s = _services(request)
+    access = await request_access(request)
     check_type(rtype)
     body = await read_body(request, s.settings.max_body_bytes, {"application/x-www-form-urlencoded"})
     params = _params(request) + parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return json_response(request, await search_bundle(s.engine, rtype, params, _search_options(request, s)))
+    bundle = await search_bundle(s.engine, rtype, params, _search_options(request, s), access=access)
+    return json_response(request, bundle)
 
 
 @router.post("/{rtype}")
 async def create(request: Request, rtype: str) -> Response:
     s = _services(request)
     _type_level(rtype)
+    resources = s.resources.bound(await request_access(request))
     body = await _json_body(request, s)
-    result = await s.resources.create(rtype, body, request.headers.get("if-none-exist"))
+    result = await resources.create(rtype, body, request.headers.get("if-none-exist"))
     return write_response(request, result, s.base)
 
 
@@ -190,8 +200,9 @@ async def create(request: Request, rtype: str) -> Response:
 async def conditional_update(request: Request, rtype: str) -> Response:
     s = _services(request)
     _type_level(rtype)
+    resources = s.resources.bound(await request_access(request))
     body = await _json_body(request, s)
-    result = await s.resources.conditional_update(
+    result = await resources.conditional_update(
         rtype, request.url.query, body, request.headers.get("if-match")
     )
     return write_response(request, result, s.base)
@@ -201,18 +212,19 @@ async def conditional_update(request: Request, rtype: str) -> Response:
 async def conditional_delete(request: Request, rtype: str) -> Response:
     s = _services(request)
     _type_level(rtype)
-    result = await s.resources.conditional_delete(rtype, request.url.query)
+    resources = s.resources.bound(await request_access(request))
+    result = await resources.conditional_delete(rtype, request.url.query)
     return write_response(request, result, s.base)
 
 
 @router.get("/{rtype}/_history")
 async def type_history(request: Request, rtype: str) -> Response:
     s = _services(request)
+    access = await request_access(request)
     check_type(rtype)
     path = f"{rtype}/_history"
-    return json_response(
-        request, await history_bundle(s.repo, s.base, path, _params(request), rtype, None, s.page_size)
-    )
+    bundle = await history_bundle(s.repo, s.base, path, _params(request), rtype, None, s.page_size, access)
+    return json_response(request, bundle)
 
 
 # -- instance level --------------------------------------------------------------------------------
@@ -221,7 +233,8 @@ async def type_history(request: Request, rtype: str) -> Response:
 @router.get("/{rtype}/{rid}")
 async def read(request: Request, rtype: str, rid: str) -> Response:
     s = _services(request)
-    return _read_response(request, s, await s.resources.read(rtype, rid))
+    resources = s.resources.bound(await request_access(request))
+    return _read_response(request, s, await resources.read(rtype, rid))
 
 
 @router.put("/{rtype}/{rid}")
@@ -229,8 +242,9 @@ async def update(request: Request, rtype: str, rid: str) -> Response:
     s = _services(request)
     check_type(rtype)
     check_id(rid)
+    resources = s.resources.bound(await request_access(request))
     body = await _json_body(request, s)
-    result = await s.resources.update(
+    result = await resources.update(
         rtype, rid, body, request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match")
     )
     return write_response(request, result, s.base)
@@ -241,36 +255,42 @@ async def patch(request: Request, rtype: str, rid: str) -> Response:
     s = _services(request)
     check_type(rtype)
     check_id(rid)
+    resources = s.resources.bound(await request_access(request))
     ops = parse_json(await read_body(request, s.settings.max_body_bytes, patch_media()))
-    result = await s.resources.patch(rtype, rid, ops, request.headers.get("if-match"))
+    result = await resources.patch(rtype, rid, ops, request.headers.get("if-match"))
     return write_response(request, result, s.base)
 
 
 @router.delete("/{rtype}/{rid}")
 async def delete(request: Request, rtype: str, rid: str) -> Response:
     s = _services(request)
-    result = await s.resources.delete(rtype, rid, if_match=request.headers.get("if-match"))
+    resources = s.resources.bound(await request_access(request))
+    result = await resources.delete(rtype, rid, if_match=request.headers.get("if-match"))
     return write_response(request, result, s.base)
 
 
 @router.get("/{rtype}/{rid}/_history")
 async def instance_history(request: Request, rtype: str, rid: str) -> Response:
     s = _services(request)
+    access = await request_access(request)
     check_type(rtype)
     check_id(rid)
+    await s.resources.bound(access).check(rtype, rid, READ)
     path = f"{rtype}/{rid}/_history"
-    return json_response(
-        request, await history_bundle(s.repo, s.base, path, _params(request), rtype, rid, s.page_size)
-    )
+    bundle = await history_bundle(s.repo, s.base, path, _params(request), rtype, rid, s.page_size, access)
+    return json_response(request, bundle)
 
 
 @router.get("/Patient/{pid}/{rtype}")
 async def compartment_search(request: Request, pid: str, rtype: str) -> Response:
     s = _services(request)
+    access = await request_access(request)
     if rtype != "Patient" and rtype not in compartment_params():
         raise NotFound(f"{rtype} is not in the Patient compartment")
+    if access.patient is not None and pid != access.patient and access.filter(rtype, SEARCH) is not None:
+        raise Forbidden(f"the access token is for another patient than Patient/{pid}")
     bundle = await search_bundle(
-        s.engine, rtype, _params(request), _search_options(request, s), compartment=pid
+        s.engine, rtype, _params(request), _search_options(request, s), compartment=pid, access=access
     )
     return json_response(request, bundle)
 
@@ -278,4 +298,5 @@ async def compartment_search(request: Request, pid: str, rtype: str) -> Response
 @router.get("/{rtype}/{rid}/_history/{vid}")
 async def vread(request: Request, rtype: str, rid: str, vid: str) -> Response:
     s = _services(request)
-    return _read_response(request, s, await s.resources.vread(rtype, rid, vid))
+    resources = s.resources.bound(await request_access(request))
+    return _read_response(request, s, await resources.vread(rtype, rid, vid))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fhir_server.auth.access import Access
+from fhir_server.auth.scopes import READ
 from fhir_server.fhir.codec import parse_json
 from fhir_server.fhir.dates import instant
 from fhir_server.fhir.errors import BadRequest, FhirError, NotFound, PreconditionFailed
@@ -59,6 +61,10 @@ class BundleProcessor:
         self.options = options
         self.page_size = (options.default_count, options.max_count)
         self.max_entries = max_entries
+
+    def bound(self, access: Access) -> BundleProcessor:
+        """This processor acting for a caller with ``access`` (every entry is checked against it)."""
+        return BundleProcessor(self.service.bound(access), self.base, self.options, self.max_entries)
 
     def _parse(self, bundle: Any) -> tuple[str, list[Entry]]:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -249,16 +255,32 @@ class BundleProcessor:
         if len(segments) == 1:
             check_type(e.rtype)
             return Result(
-                200, await search_bundle(self.service.engine, e.rtype, params, self.options, session=session)
+                200,
+                await search_bundle(
+                    self.service.engine,
+                    e.rtype,
+                    params,
+                    self.options,
+                    access=self.service.access,
+                    session=session,
+                ),
             )
         if len(segments) == 2:
             return await self.service.read(e.rtype, segments[1], session)
         if len(segments) == 3 and segments[2] == "_history":
             check_type(e.rtype)
+            await self.service.check(e.rtype, segments[1], READ, session)
             return Result(
                 200,
                 await history_bundle(
-                    self.service.repo, self.base, e.path, params, e.rtype, segments[1], self.page_size
+                    self.service.repo,
+                    self.base,
+                    e.path,
+                    params,
+                    e.rtype,
+                    segments[1],
+                    self.page_size,
+                    self.service.access,
                 ),
             )
         if len(segments) == 4 and segments[2] == "_history":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server import __version__
+from fhir_server.auth.smart import smart_endpoints
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.search.registry import supported_params
 
@@ -62,6 +63,39 @@ def _resource(rtype: str) -> Json:
     return out
 
 
+_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _security(base_url: str | None) -> Json:
+    """SMART on FHIR as the security service; the OAuth endpoints (``oauth-uris``) when the base is known."""
+    security: Json = {
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth 2 with the SMART App Launch 2.x and Backend Services profiles",
+            }
+        ],
+        "description": "Every interaction but metadata needs a bearer token; see "
+        "[base]/.well-known/smart-configuration.",
+    }
+    if base_url:
+        urls = smart_endpoints(base_url)
+        security["extension"] = [
+            {
+                "url": _OAUTH_URIS,
+                "extension": [
+                    {"url": k, "valueUri": urls[k]} for k in ("authorize", "token", "introspect", "revoke")
+                ],
+            }
+        ]
+    return security
+
+
 def capability_statement(base_url: str | None = None) -> Json:
     """The server's CapabilityStatement; ``base_url`` fills ``implementation.url`` when given."""
     implementation: Json = {"description": "dmp-fhir: FHIR R4 server for the Dossier Médical Partagé"}
@@ -81,6 +115,7 @@ def capability_statement(base_url: str | None = None) -> Json:
         "rest": [
             {
                 "mode": "server",
+                "security": _security(base_url),
                 "resource": [_resource(t) for t in SERVED_TYPES],
                 "interaction": [
                     {"code": "transaction"},

@@ -117,3 +117,17 @@ class UnsupportedMedia(FhirError):
 class Unprocessable(FhirError):
     status = 422
     default_code = "processing"
+
+
+class Unauthorized(FhirError):
+    """No usable access token: the client should (re)authenticate (RFC 6750 §3)."""
+
+    status = 401
+    default_code = "login"
+
+
+class Forbidden(FhirError):
+    """A valid token that does not allow this interaction."""
+
+    status = 403
+    default_code = "forbidden"

@@ -10,8 +10,11 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server.auth.access import Access
+from fhir_server.auth.scopes import READ
 from fhir_server.fhir.dates import date_range, instant
 from fhir_server.fhir.errors import BadRequest, NotFound
+from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.storage.repository import HistoryQuery, Record, Repository
 
 Json = dict[str, Any]
@@ -69,14 +72,24 @@ async def history_bundle(
     rtype: str | None,
     rid: str | None,
     page_size: tuple[int, int],
+    access: Access | None = None,
 ) -> Json:
-    """The ``history`` Bundle for ``[base]/path?params``."""
+    """The ``history`` Bundle for ``[base]/path?params``: the versions the caller's ``access`` lets it
+    read (the types it may read; a patient scope's compartment)."""
+    access = access or Access.full()
+    if rtype is not None:
+        access.require(rtype, READ)
+        restrict = access.history_filter([rtype])
+    else:
+        restrict = access.history_filter([t for t in SERVED_TYPES if access.allows(t, READ)], True)
     values = dict(params)
     count = parse_count(values.get("_count"), *page_size)
     since = date_range(values["_since"], "_since")[0] if "_since" in values else None
     at = date_range(values["_at"], "_at") if "_at" in values else None
     after = decode_cursor(values["_cursor"]) if "_cursor" in values else None
-    q = HistoryQuery(rtype, rid, since, at[0] if at else None, at[1] if at else None, after, count + 1)
+    q = HistoryQuery(
+        rtype, rid, since, at[0] if at else None, at[1] if at else None, after, count + 1, restrict
+    )
     records, total = await repo.history(q)
     if rid is not None and total == 0 and since is None and at is None:
         raise NotFound(f"{rtype}/{rid} has no history: it never existed")

@@ -18,10 +18,13 @@ from urllib.parse import parse_qsl
 
 import jsonpatch
 
+from fhir_server.auth.access import Access
+from fhir_server.auth.scopes import CREATE, DELETE, READ, UPDATE
 from fhir_server.fhir.dates import instant, now_ms
 from fhir_server.fhir.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     Gone,
     Issue,
     NotFound,
@@ -32,9 +35,10 @@ from fhir_server.fhir.errors import (
 from fhir_server.fhir.registry import is_served
 from fhir_server.fhir.validation import resource_type_of, validate_resource
 from fhir_server.search.engine import SearchEngine
-from fhir_server.search.index import derive
+from fhir_server.search.index import derive, patient_compartments
 from fhir_server.search.plan import choose_hint
 from fhir_server.search.request import parse_search
+from fhir_server.storage.indexes import HISTORY
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
 
 Json = dict[str, Any]
@@ -66,11 +70,20 @@ def body_for(result: Result, preference: str) -> Json | None:
 
 
 def new_version(
-    rtype: str, rid: str, resource: Json | None, op: str, version: int, now: datetime
+    rtype: str,
+    rid: str,
+    resource: Json | None,
+    op: str,
+    version: int,
+    now: datetime,
+    deleted_from: list[str] | None = None,
 ) -> NewVersion:
-    """The stored form of a version: the resource with its id and meta stamped, and its search data."""
+    """The stored form of a version: the resource with its id and meta stamped, and its search data.
+
+    A deletion keeps the compartments of the version it deletes (``deleted_from``), so that the patient
+    it belonged to still sees it in history and nobody else does."""
     if resource is None:
-        return NewVersion(rtype, rid, version, now, op, None, {}, {}, [])
+        return NewVersion(rtype, rid, version, now, op, None, {}, {}, deleted_from or [])
     meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
     rest = {k: v for k, v in resource.items() if k not in {"resourceType", "id", "meta"}}
     stored = {"resourceType": rtype, "id": rid, "meta": meta, **rest}
@@ -112,20 +125,36 @@ def new_id() -> str:
 
 
 class ResourceService:
-    """Create, read, update, patch, delete and their conditional forms."""
+    """Create, read, update, patch, delete and their conditional forms, within one caller's access.
 
-    def __init__(self, repo: Repository, engine: SearchEngine) -> None:
+    The service built at start-up has full access; :meth:`bound` gives the same service for a request's
+    access, and every interaction then checks it against storage (not against fetched content)."""
+
+    def __init__(self, repo: Repository, engine: SearchEngine, access: Access | None = None) -> None:
         self.repo = repo
         self.engine = engine
+        self.access = access or Access.full()
+
+    def bound(self, access: Access) -> ResourceService:
+        """This service acting for a caller with ``access``."""
+        return ResourceService(self.repo, self.engine, access)
+
+    async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
+        """403 unless the current version of ``rtype/rid`` is within the access for ``action``."""
+        filt = self.access.require(rtype, action)
+        if filt is not None and not await self.repo.exists(rtype, {"$and": [{"_id": rid}, filt]}, session):
+            raise Forbidden(f"{rtype}/{rid} is outside what the access token allows", code="forbidden")
 
     # -- reads -----------------------------------------------------------------------------------
 
     async def read(self, rtype: str, rid: str, session: Session | None = None) -> Result:
         check_type(rtype)
         check_id(rid)
+        self.access.require(rtype, READ)
         rec = await self.repo.current(rtype, rid, session)
         if rec is None:
             raise NotFound(f"{rtype}/{rid} does not exist")
+        await self.check(rtype, rid, READ, session)
         if rec.deleted:
             raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{rec.version}"'})
         return Result(200, rec.resource, rec)
@@ -133,11 +162,17 @@ class ResourceService:
     async def vread(self, rtype: str, rid: str, vid: str, session: Session | None = None) -> Result:
         check_type(rtype)
         check_id(rid)
+        self.access.require(rtype, READ)
         if not vid.isdigit():
             raise NotFound(f"version '{vid}' of {rtype}/{rid} does not exist")
         rec = await self.repo.version(rtype, rid, int(vid), session)
         if rec is None:
             raise NotFound(f"version {vid} of {rtype}/{rid} does not exist")
+        await self.check(rtype, rid, READ, session)
+        past = self.access.history_filter([rtype])
+        key = {"_id": f"{rtype}/{rid}/{rec.version}"}
+        if past is not None and not await self.repo.exists(HISTORY, {"$and": [key, past]}, session):
+            raise Forbidden(f"this version of {rtype}/{rid} is outside what the access token allows")
         if rec.deleted:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
         return Result(200, rec.resource, rec)
@@ -147,7 +182,7 @@ class ResourceService:
     ) -> list[Record]:
         """Up to ``limit`` live resources matching conditional criteria (unknown parameters are a 400)."""
         req = parse_search(rtype, criteria, default_count=limit, max_count=limit, strict=True)
-        filt = await self.engine.filter_for(req, session=session)
+        filt = await self.engine.filter_for(req, self.access.restrict, session)
         return await self.repo.find(rtype, filt, limit, session, choose_hint(rtype, filt))
 
     # -- writes ----------------------------------------------------------------------------------
@@ -164,8 +199,13 @@ class ResourceService:
         self, rtype: str, rid: str, resource: Json | None, op: str, current: Record | None, session: Session
     ) -> Record:
         version = current.version + 1 if current else 1
-        new = new_version(rtype, rid, resource, op, version, now_ms())
+        was_in = patient_compartments(rtype, rid, current.resource) if current and current.resource else None
+        new = new_version(rtype, rid, resource, op, version, now_ms(), was_in)
         await self.repo.put(new, current.version if current else None, session)
+        if resource is not None:
+            # What was written must be within the caller's access too (a patient-scoped app cannot
+            # move a resource to another patient); failing here aborts the transaction.
+            await self.check(rtype, rid, CREATE if op == "create" else UPDATE, session)
         return Record(rtype, rid, version, new.last_updated, new.resource is None, new.resource, op)
 
     async def create_many(self, resources: list[Json]) -> list[Record]:
@@ -193,6 +233,7 @@ class ResourceService:
     ) -> Result:
         """Create with a server-assigned id (``rid`` is for transaction bundles that fixed it already)."""
         check_type(rtype)
+        self.access.require(rtype, CREATE)
         resource = validate_resource(body, rtype)
         criteria = parse_criteria(if_none_exist) if if_none_exist is not None else None
 
@@ -223,6 +264,8 @@ class ResourceService:
         """Update (or create with the client's id); ``If-Match`` guards against lost updates."""
         check_type(rtype)
         check_id(rid)
+        if not self.access.allows(rtype, CREATE):
+            self.access.require(rtype, UPDATE)
         resource = validate_resource(body, rtype)
         body_id = resource.get("id")
         if body_id is None:
@@ -242,6 +285,10 @@ class ResourceService:
                 )
             if create_only and live:
                 raise PreconditionFailed(f"{rtype}/{rid} exists and If-None-Match is *")
+            if live:
+                await self.check(rtype, rid, UPDATE, s)
+            else:
+                self.access.require(rtype, CREATE)
             rec = await self._store(rtype, rid, resource, "update" if live else "create", cur, s)
             return Result(200 if live else 201, rec.resource, rec, location=not live)
 
@@ -282,6 +329,7 @@ class ResourceService:
         """Apply a JSON Patch to the current version and store the (validated) result."""
         check_type(rtype)
         check_id(rid)
+        self.access.require(rtype, UPDATE)
         if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
             raise BadRequest("a JSON Patch body must be an array of operations", code="structure")
         try:
@@ -294,6 +342,7 @@ class ResourceService:
             cur = await self.repo.current(rtype, rid, s)
             if cur is None or cur.deleted or cur.resource is None:
                 raise (Gone if cur else NotFound)(f"{rtype}/{rid} does not exist")
+            await self.check(rtype, rid, UPDATE, s)
             if expected is not None and cur.version != expected:
                 raise PreconditionFailed(f"If-Match expects version {expected}, found {cur.version}")
             try:
@@ -319,12 +368,14 @@ class ResourceService:
         """Delete: a tombstone version; deleting a deleted resource changes nothing."""
         check_type(rtype)
         check_id(rid)
+        self.access.require(rtype, DELETE)
         expected = parse_etag(if_match) if if_match else None
 
         async def run(s: Session) -> Result:
             cur = await self.repo.current(rtype, rid, s)
             if cur is None:
                 raise NotFound(f"{rtype}/{rid} does not exist")
+            await self.check(rtype, rid, DELETE, s)
             if expected is not None and (cur.deleted or cur.version != expected):
                 raise PreconditionFailed(f"If-Match expects version {expected}, found {cur.version}")
             if cur.deleted:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from fhir_server.auth.access import Access
+from fhir_server.auth.scopes import SEARCH
 from fhir_server.fhir.elements import select_elements, summarize
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.fhir.rest import check_id, check_type
-from fhir_server.search.compiler import Restrict, no_restriction
 from fhir_server.search.engine import SearchEngine, SearchResult
 from fhir_server.search.registry import supported_params
 from fhir_server.search.request import RESULT_PARAMS, SearchRequest, parse_search
@@ -75,17 +76,20 @@ async def search_bundle(
     options: SearchOptions,
     *,
     compartment: str | None = None,
-    restrict: Restrict = no_restriction,
+    access: Access | None = None,
     session: Session | None = None,
 ) -> Json:
-    """Run a type search (or a compartment search when ``compartment`` names a Patient id)."""
+    """Run a type search (or a compartment search when ``compartment`` names a Patient id) within the
+    caller's ``access`` (everything when None)."""
     check_type(rtype)
+    access = access or Access.full()
+    access.require(rtype, SEARCH)
     if compartment is not None:
         check_id(compartment)
     req = parse_search(
         rtype, params, default_count=options.default_count, max_count=options.max_count, strict=options.strict
     )
-    result = await engine.search(req, restrict, session, compartment)
+    result = await engine.search(req, access.restrict, session, compartment)
     path = f"Patient/{compartment}/{rtype}" if compartment is not None else rtype
     return render_searchset(engine.base, path, req, result)
 
@@ -103,14 +107,20 @@ async def system_search_bundle(
     engine: SearchEngine,
     params: Sequence[tuple[str, str]],
     options: SearchOptions,
-    restrict: Restrict = no_restriction,
+    access: Access | None = None,
 ) -> Json:
-    """``GET [base]?_type=…&…``: one search over several types, paged type after type (no ``_sort``)."""
+    """``GET [base]?_type=…&…``: one search over several types, paged type after type (no ``_sort``).
+    Without ``_type``, the types the caller may search; a listed type it may not search is a 403."""
+    access = access or Access.full()
+    restrict = access.restrict
     values = dict(params)
     names = values.get("_type", "")
-    types = [t for t in names.split(",") if t] if names else list(SERVED_TYPES)
+    types = [t for t in names.split(",") if t] if names else access.searchable(SERVED_TYPES)
     for t in types:
         check_type(t)
+        access.require(t, SEARCH)
+    if not types:
+        access.require("Patient", SEARCH)
     if "_sort" in values:
         raise BadRequest("_sort is not supported on a search across types", expression="_sort")
     criteria = [(k, v) for k, v in params if k not in {"_type", "_cursor"}]

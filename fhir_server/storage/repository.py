@@ -82,6 +82,8 @@ class NewVersion:
             "lu": self.last_updated,
             "op": self.op,
             "res": self.resource,
+            # Kept on past versions too, so that history can be confined to a patient's compartment.
+            "comp": self.compartments,
         }
 
     def current_document(self) -> Document:
@@ -110,6 +112,8 @@ class HistoryQuery:
     # Keyset cursor: return versions strictly older than (lu, _id) of the last one seen.
     after: tuple[datetime, str] | None = None
     count: int = 50
+    # The caller's access (see fhir_server.auth.access.Access.history_filter); None for everything.
+    restrict: Mapping[str, Any] | None = None
 
 
 class Repository:
@@ -188,6 +192,10 @@ class Repository:
         )
         return [Record.from_current(rtype, d) async for d in cursor]
 
+    async def exists(self, collection: str, query: Mapping[str, Any], session: Session | None = None) -> bool:
+        """Whether some document of ``collection`` (a type's, or ``history``) matches ``query``."""
+        return await self.db[collection].find_one(query, {"_id": 1}, session=session) is not None
+
     async def history(self, q: HistoryQuery) -> tuple[list[Record], int | None]:
         """Versions newest first, and the total when it is cheap to know (instance level)."""
         filt: dict[str, Any] = {}
@@ -205,6 +213,8 @@ class Repository:
             filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": q.at_start}}]
         if lu:
             filt["lu"] = lu
+        if q.restrict is not None:
+            filt = {"$and": [filt, dict(q.restrict)]} if filt else dict(q.restrict)
         total = await self.db[HISTORY].count_documents(filt) if q.id else None
         if q.after:
             after_lu, after_id = q.after

@@ -8,11 +8,11 @@ import httpx
 
 from tests.conftest import patient
 
-HEADERS = {"Content-Type": "application/fhir+json"}
 
-
-async def test_concurrent_if_match_updates_exactly_one_wins(live_server: str) -> None:
-    async with httpx.AsyncClient(base_url=live_server + "/", headers=HEADERS, timeout=60) as c:
+async def test_concurrent_if_match_updates_exactly_one_wins(
+    live_server: str, live_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=live_server + "/", headers=live_headers, timeout=60) as c:
         for _ in range(5):
             created = (await c.post("Patient", json=patient())).json()
             pid = created["id"]
@@ -30,8 +30,10 @@ async def test_concurrent_if_match_updates_exactly_one_wins(live_server: str) ->
             assert history["total"] == 2
 
 
-async def test_concurrent_plain_updates_all_land_as_distinct_versions(live_server: str) -> None:
-    async with httpx.AsyncClient(base_url=live_server + "/", headers=HEADERS, timeout=60) as c:
+async def test_concurrent_plain_updates_all_land_as_distinct_versions(
+    live_server: str, live_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=live_server + "/", headers=live_headers, timeout=60) as c:
         created = (await c.post("Patient", json=patient())).json()
         pid = created["id"]
         n = 8

@@ -1,0 +1,115 @@
+"""Access tokens: signed JWTs (RFC 9068 shape) that the FHIR endpoints check without a database read.
+
+Claims: ``iss``, ``aud`` (the FHIR base URL), ``sub``, ``client_id``, ``scope``, ``iat``, ``exp``, ``jti``,
+and where they apply ``patient`` (launch context), ``fhirUser``, ``role`` and the professional claims
+(``rpps``, ``profession``, ``specialty``). Revoked tokens are listed by ``jti`` in MongoDB until they
+expire; each process keeps that list in memory and refreshes it at most once a second.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fhir_server.auth.keys import ALGORITHM, SigningKeys
+
+REVOKED = "auth_revoked"
+_REFRESH_REVOKED_S = 1.0
+# Clock skew tolerated between this server and others (exp, iat, nbf).
+LEEWAY_S = 30
+
+
+class InvalidToken(Exception):
+    """The bearer token cannot be used; the message says why (sent in ``WWW-Authenticate``)."""
+
+
+class RevocationList:
+    """The ``jti`` of revoked access tokens that have not expired yet."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._coll = db[REVOKED]
+        self._jtis: set[str] = set()
+        self._read_at = 0.0
+
+    async def revoke(self, jti: str, exp: int) -> None:
+        """List ``jti`` until ``exp`` (the TTL index removes it afterwards)."""
+        expires = datetime.fromtimestamp(exp, UTC)
+        await self._coll.update_one({"_id": jti}, {"$set": {"exp": expires}}, upsert=True)
+        self._jtis.add(jti)
+
+    async def is_revoked(self, jti: str) -> bool:
+        now = time.monotonic()
+        if now - self._read_at > _REFRESH_REVOKED_S:
+            self._read_at = now
+            live = self._coll.find({"exp": {"$gt": datetime.now(UTC)}}, {"_id": 1})
+            self._jtis = {d["_id"] async for d in live}
+        return jti in self._jtis
+
+
+class Tokens:
+    """Signs access tokens and checks the bearer tokens of FHIR requests."""
+
+    def __init__(self, keys: SigningKeys, revoked: RevocationList, issuer: str, audience: str) -> None:
+        self.keys = keys
+        self.revoked = revoked
+        self.issuer = issuer
+        self.audience = audience
+
+    async def issue(self, claims: dict[str, Any], lifetime: int) -> tuple[str, dict[str, Any]]:
+        """A signed access token carrying ``claims`` (plus the registered ones); returns it and its claims."""
+        await self.keys.refresh()
+        now = int(time.time())
+        body = {
+            **{k: v for k, v in claims.items() if v is not None},
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
+        key = self.keys.current
+        header = {"alg": ALGORITHM, "typ": "at+jwt", "kid": key.kid}
+        return jwt.encode(header, body, key, algorithms=[ALGORITHM]), body
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid, unexpired, unrevoked access token of this server for this audience."""
+        try:
+            header = jws.extract_compact(token.encode("ascii")).headers()
+        except (JoseError, ValueError, UnicodeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken(f"token algorithm {header.get('alg')!r} is not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("token has no key id")
+        if not self.keys.has(kid):
+            await self.keys.load()
+            if not self.keys.has(kid):
+                raise InvalidToken("token signed with an unknown key")
+        try:
+            decoded = jwt.decode(token, self.keys.key_set, algorithms=[ALGORITHM])
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken("token signature is not valid") from exc
+        claims = decoded.claims
+        registry = jwt.JWTClaimsRegistry(
+            leeway=LEEWAY_S,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidToken(f"token rejected: {exc.error}") from exc
+        if not isinstance(claims.get("scope", ""), str):
+            raise InvalidToken("token scope is not a string")
+        if await self.revoked.is_revoked(str(claims["jti"])):
+            raise InvalidToken("token was revoked")
+        return claims
