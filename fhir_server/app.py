@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
 from fhir_server.api.routes import Services, router
 from fhir_server.auth.setup import build_auth
+from fhir_server.auth.store import purge_loop
 from fhir_server.config import Settings
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
@@ -68,7 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.auth = await build_auth(settings, mongo.db)
                 if not settings.auth:
                     log.warning("authorization is OFF (--insecure-no-auth): every request has full access")
-                yield
+                purger = asyncio.create_task(purge_loop(mongo.db, settings.purge_interval))
+                try:
+                    yield
+                finally:
+                    purger.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await purger
             finally:
                 await mongo.close()
 

@@ -67,6 +67,8 @@ class Settings:
     session_ttl: int = field(default_factory=lambda: _env_int("FHIR_SESSION_TTL", 8 * 3600))
     # A new signing key is made when the newest is older than this; older keys stay published a while.
     key_rotation_days: int = field(default_factory=lambda: _env_int("FHIR_KEY_ROTATION_DAYS", 30))
+    # How often expired sessions, codes, refresh tokens and revocations are deleted, in seconds.
+    purge_interval: int = field(default_factory=lambda: _env_int("FHIR_PURGE_INTERVAL", 600))
     # Upstream OpenID provider of professionals (e.g. Pro Santé Connect); federation is off when empty.
     upstream_issuer: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_ISSUER", ""))
     # Name shown on the login page's "log in with ..." link.

@@ -6,14 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.auth import accounts, store
 from fhir_server.auth.authorize import AuthorizeFlow
 from fhir_server.auth.keys import SigningKeys
 from fhir_server.auth.server import SmartServer
-from fhir_server.auth.tokens import REVOKED, RevocationList, Tokens
+from fhir_server.auth.tokens import RevocationList, Tokens
 from fhir_server.auth.upstream import Upstream
 from fhir_server.config import Settings
 
@@ -33,7 +32,6 @@ class Auth:
 
 async def build_auth(settings: Settings, db: AsyncDatabase[dict[str, Any]]) -> Auth:
     """Load (or make) the signing keys, create the collections' indexes, assemble the server."""
-    await db[REVOKED].create_indexes([IndexModel([("exp", ASCENDING)], expireAfterSeconds=0)])
     await accounts.create_indexes(db)
     await store.create_indexes(db)
     keys = SigningKeys(db, settings.key_rotation_days)

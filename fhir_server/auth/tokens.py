@@ -38,7 +38,7 @@ class RevocationList:
         self._read_at = 0.0
 
     async def revoke(self, jti: str, exp: int) -> None:
-        """List ``jti`` until ``exp`` (the TTL index removes it afterwards)."""
+        """List ``jti`` until ``exp`` (the periodic purge removes it afterwards)."""
         expires = datetime.fromtimestamp(exp, UTC)
         await self._coll.update_one({"_id": jti}, {"$set": {"exp": expires}}, upsert=True)
         self._jtis.add(jti)
