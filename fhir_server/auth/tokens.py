@@ -21,6 +21,8 @@ from fhir_server.auth.keys import ALGORITHM, SigningKeys
 
 REVOKED = "auth_revoked"
 _REFRESH_REVOKED_S = 1.0
+# Verified tokens remembered per process (see Tokens.verify).
+_VERIFIED_MAX = 10_000
 # Clock skew tolerated between this server and others (exp, iat, nbf).
 LEEWAY_S = 30
 
@@ -60,6 +62,8 @@ class Tokens:
         self.revoked = revoked
         self.issuer = issuer
         self.audience = audience
+        # Verified token text -> its claims (insertion order: the oldest is evicted first).
+        self._verified: dict[str, dict[str, Any]] = {}
 
     async def issue(self, claims: dict[str, Any], lifetime: int) -> tuple[str, dict[str, Any]]:
         """A signed access token carrying ``claims`` (plus the registered ones); returns it and its claims."""
@@ -78,7 +82,23 @@ class Tokens:
         return jwt.encode(header, body, key, algorithms=[ALGORITHM]), body
 
     async def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid, unexpired, unrevoked access token of this server for this audience."""
+        """The claims of a valid, unexpired, unrevoked access token of this server for this audience.
+
+        An app sends the same token many times: a token whose signature and claims were checked is
+        remembered (by its exact text) until it expires, so the next uses cost a dictionary lookup;
+        expiry and revocation are still checked on every use."""
+        claims = self._verified.get(token)
+        if claims is None or claims["exp"] + LEEWAY_S <= time.time():
+            claims = await self._check(token)
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = claims
+        if await self.revoked.is_revoked(str(claims["jti"])):
+            raise InvalidToken("token was revoked")
+        return claims
+
+    async def _check(self, token: str) -> dict[str, Any]:
+        """Signature, algorithm, key and registered claims of ``token`` (no cache, no revocation)."""
         try:
             header = jws.extract_compact(token.encode("ascii")).headers()
         except (JoseError, ValueError, UnicodeError) as exc:
@@ -108,8 +128,6 @@ class Tokens:
             registry.validate(claims)
         except JoseError as exc:
             raise InvalidToken(f"token rejected: {exc.error}") from exc
-        if not isinstance(claims.get("scope", ""), str):
-            raise InvalidToken("token scope is not a string")
-        if await self.revoked.is_revoked(str(claims["jti"])):
-            raise InvalidToken("token was revoked")
+        if not isinstance(claims.get("scope", ""), str) or not isinstance(claims.get("exp"), int):
+            raise InvalidToken("token scope or exp is malformed")
         return claims
