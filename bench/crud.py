@@ -549,15 +549,7 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         if server.process is not None:
             stop = stop_server(server, dbs)
-            print(
-                f"server stop: exit code {stop['exit_code']} after {stop['stop_seconds']} s"
-                + (" (killed)" if stop["killed"] else "")
-                + (
-                    f"; orphaned database pids terminated: {stop['orphan_db_pids']}"
-                    if stop["orphan_db_pids"]
-                    else ""
-                )
-            )
+            print(describe_stop(stop))
 
     errors = sum(p["errors"] for p in phases)
     log_problems = server.log.problems if server.log else 0

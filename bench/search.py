@@ -678,15 +678,7 @@ async def bench(args: argparse.Namespace) -> int:
         if loaded is not None:
             await loaded.mongo.close()
         stop = crud.stop_server(server, dbs)
-        print(
-            f"\nserver stop: exit code {stop['exit_code']} after {stop['stop_seconds']} s"
-            + (" (killed)" if stop["killed"] else "")
-            + (
-                f"; orphaned database pids terminated: {stop['orphan_db_pids']}"
-                if stop["orphan_db_pids"]
-                else ""
-            )
-        )
+        print("\n" + crud.describe_stop(stop))
 
     errors = sum(p["errors"] for p in phases)
     log_problems = server.log.problems if server.log else 0
