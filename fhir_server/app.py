@@ -19,6 +19,7 @@ from starlette.types import Scope
 from fhir_server.api.auth_routes import auth_router, oidc_root_router
 from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
+from fhir_server.api.operation_routes import operation_router
 from fhir_server.api.routes import Services, router
 from fhir_server.auth.setup import build_auth
 from fhir_server.auth.store import purge_loop
@@ -82,9 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await mongo.close()
 
     app = FastAPI(title="dmp-fhir", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    # The authorization server's paths first: the FHIR router's /{rtype}/{rid} would catch them.
+    # The authorization server's paths and the $operations first: the FHIR router's /{rtype}/{rid}
+    # would catch them.
     app.include_router(auth_router, prefix="/fhir")
     app.include_router(oidc_root_router)
+    app.include_router(operation_router, prefix="/fhir")
     app.include_router(router, prefix="/fhir")
 
     @app.get("/health")

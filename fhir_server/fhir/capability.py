@@ -8,11 +8,14 @@ statement (without the deployment's URL); a test fails when they differ. Regener
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fhir_server import __version__
 from fhir_server.auth.smart import smart_endpoints
 from fhir_server.fhir.registry import SERVED_TYPES
+from fhir_server.operations.registry import Operation
+from fhir_server.operations.table import OPERATIONS
 from fhir_server.search.registry import supported_params
 
 Json = dict[str, Any]
@@ -60,7 +63,22 @@ def _resource(rtype: str) -> Json:
         out["searchRevInclude"] = revs
     if params:
         out["searchParam"] = params
+    ops = _operations(lambda op: rtype in op.types or rtype in op.instances)
+    if ops:
+        out["operation"] = ops
     return out
+
+
+def _operations(where: Callable[[Operation], bool]) -> list[Json]:
+    return [
+        {
+            "name": op.name,
+            "definition": op.definition,
+            **({"documentation": op.documentation} if op.documentation else {}),
+        }
+        for op in OPERATIONS
+        if where(op)
+    ]
 
 
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -123,6 +141,7 @@ def capability_statement(base_url: str | None = None) -> Json:
                     {"code": "search-system"},
                     {"code": "history-system"},
                 ],
+                **({"operation": ops} if (ops := _operations(lambda op: op.system)) else {}),
             }
         ],
     }
