@@ -22,13 +22,15 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 async def _invoke(request: Request, name: str, rtype: str | None, rid: str | None) -> Response:
     services = request.app.state.services
-    if rtype is not None:
-        check_type(rtype)
     if rid is not None:
         check_id(rid)
     op = find(name)
-    where = "/".join(p for p in (rtype, rid) if p) or "the system"
     if op is None or not op.invocable(rtype, rid):
+        # An operation may be declared on a type that is not stored (CodeSystem/$lookup); otherwise
+        # an unknown type is named as such.
+        if rtype is not None:
+            check_type(rtype)
+        where = "/".join(p for p in (rtype, rid) if p) or "the system"
         raise NotFound(f"there is no operation ${name} on {where}", code="not-supported")
     if request.method not in op.methods:
         raise MethodNotAllowed(

@@ -1,0 +1,1 @@
+"""The DMP's own rules: identity (INS), lifecycle, reimbursement history."""
