@@ -21,6 +21,10 @@ from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
 from fhir_server.api.operation_routes import operation_router
 from fhir_server.api.routes import Services, router
+from fhir_server.auth.access import Access
+from fhir_server.auth.audit import MINOR_FAILURE, AuditTrail
+from fhir_server.auth.labels import POLICY_INDEXES
+from fhir_server.auth.matrix import load_matrix
 from fhir_server.auth.setup import build_auth
 from fhir_server.auth.store import purge_loop
 from fhir_server.config import Settings
@@ -50,21 +54,42 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     ]
 
 
+_INTERACTION_OF = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def _patient_in(path: str) -> list[str]:
+    """The patient a refused URL names (``…/Patient/<id>…``), for the refusal's trace."""
+    parts = path.split("/")
+    if "Patient" in parts:
+        i = parts.index("Patient")
+        if i + 1 < len(parts) and parts[i + 1] and not parts[i + 1].startswith(("$", "_")):
+            return [parts[i + 1]]
+    return []
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the database is reached (or started) when the app starts."""
     settings = settings or Settings()
+    # Before anything starts: a bad habilitation matrix stops the server with the entry at fault.
+    matrix = load_matrix(settings.terminology_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with database(settings) as db:
             mongo = Mongo(db.uri, settings.mongo_db)
             try:
-                await mongo.open(index_specs(SERVED_TYPES))
+                indexes = index_specs(SERVED_TYPES)
+                for rtype, extra in POLICY_INDEXES.items():
+                    indexes[rtype] = [*indexes.get(rtype, []), *extra]
+                await mongo.open(indexes)
                 repo = Repository(mongo)
+                app.state.audit_trail = AuditTrail(repo)
                 engine = SearchEngine(
                     repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
                 )
-                resources = ResourceService(repo, engine)
+                resources = ResourceService(
+                    repo, engine, allow_invisible_and_masked=matrix.allow_invisible_and_masked
+                )
                 options = SearchOptions(settings.default_page_size, settings.max_page_size)
                 bundles = BundleProcessor(resources, settings.fhir_base, options, settings.max_bundle_entries)
                 app.state.services = Services(settings, repo, engine, resources, bundles)
@@ -83,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await mongo.close()
 
     app = FastAPI(title="dmp-fhir", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.matrix = matrix
     # The authorization server's paths and the $operations first: the FHIR router's /{rtype}/{rid}
     # would catch them.
     app.include_router(auth_router, prefix="/fhir")
@@ -97,6 +123,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
+        access = getattr(request.state, "access", None)
+        if exc.status == 403 and isinstance(access, Access) and access.audit is not None:
+            # Refusals are traced too (a blocked professional's attempt is the patient's business).
+            try:
+                await access.audit.record(
+                    _INTERACTION_OF.get(request.method, "operation"),
+                    _patient_in(request.url.path),
+                    outcome=MINOR_FAILURE,
+                    description=f"refused {request.method} {request.url.path}: {exc}",
+                )
+            except Exception:
+                log.exception("could not trace a refusal of %s %s", request.method, request.url.path)
+                return error_response(request, FhirError("internal error; the request changed nothing"))
         return error_response(request, exc)
 
     @app.exception_handler(HTTPException)

@@ -44,10 +44,15 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_server.app import create_app
+    from fhir_server.auth.matrix import MatrixError
 
     settings = _settings(args)
     _logging(settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except MatrixError as exc:
+        print(f"fhir-server: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("fhir_server").info("FHIR base URL: %s", settings.fhir_base)
     uvicorn.run(
         app,

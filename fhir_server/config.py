@@ -79,6 +79,12 @@ class Settings:
     upstream_scope: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_SCOPE", "openid"))
     # JSON object: our claim name -> dotted path in the upstream id_token/userinfo claims ("rpps" required).
     upstream_claims: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLAIMS", '{"rpps": "rpps"}'))
+    # The folder of the habilitation matrix (habilitations.json and its schema) and code systems.
+    terminology_dir: Path = field(
+        default_factory=lambda: Path(
+            _env("FHIR_TERMINOLOGY_DIR", str(Path(__file__).resolve().parents[1] / "terminology"))
+        )
+    )
 
     @property
     def fhir_base(self) -> str:

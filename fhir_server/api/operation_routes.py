@@ -37,7 +37,12 @@ async def _invoke(request: Request, name: str, rtype: str | None, rid: str | Non
             f"${name} does not accept {request.method}", headers={"Allow": ", ".join(op.methods)}
         )
     access = await request_access(request)
-    return await op.handler(OperationCall(request, services, access, rtype, rid))
+    response = await op.handler(OperationCall(request, services, access, rtype, rid))
+    if access.audit is not None:
+        patients = [rid] if rtype == "Patient" and rid else []
+        target = [f"{rtype}/{rid}"] if rtype and rid else []
+        await access.audit.record(f"operation:${name}", patients, target, query=str(request.url))
+    return response
 
 
 @operation_router.api_route("/${name}", methods=_METHODS)

@@ -289,6 +289,8 @@ async def compartment_search(request: Request, pid: str, rtype: str) -> Response
         raise NotFound(f"{rtype} is not in the Patient compartment")
     if access.patient is not None and pid != access.patient and access.filter(rtype, SEARCH) is not None:
         raise Forbidden(f"the access token is for another patient than Patient/{pid}")
+    if access.policy is not None and not access.policy.may_enter(pid):
+        raise Forbidden(f"the DMP of Patient/{pid} is not open to this caller (no authorization recorded)")
     bundle = await search_bundle(
         s.engine, rtype, _params(request), _search_options(request, s), compartment=pid, access=access
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 
 from fhir_server.auth.access import Access
+from fhir_server.auth.audit import Audit, Caller
+from fhir_server.auth.labels import local_reference
+from fhir_server.auth.policy import AccessMode, build_policy, text_claim
 from fhir_server.auth.tokens import InvalidToken
 from fhir_server.fhir.errors import Unauthorized
 
@@ -29,6 +34,8 @@ async def request_access(request: Request) -> Access:
     settings = services.settings
     if not settings.auth:
         access = Access.full()
+        claims: dict[str, Any] = {}
+        mode = AccessMode()
     else:
         realm = settings.fhir_base
         header = request.headers.get("authorization")
@@ -45,6 +52,17 @@ async def request_access(request: Request) -> Access:
             claims = await request.app.state.auth.tokens.verify(token)
         except InvalidToken as exc:
             raise Unauthorized(str(exc), headers=_challenge(realm, "invalid_token", str(exc))) from exc
-        access = await Access.from_claims(claims, services.engine)
+        mode = AccessMode.from_headers(request.headers)
+        policy = await build_policy(
+            services.repo.db, request.app.state.matrix, claims, mode, settings.fhir_base
+        )
+        access = await Access.from_claims(claims, services.engine, policy)
+    caller = Caller(
+        local_reference(claims.get("fhirUser")),
+        text_claim(claims.get("client_id")),
+        text_claim(claims.get("role")),
+        request.client.host if request.client else None,
+    )
+    access.audit = Audit(request.app.state.audit_trail, caller, mode)
     request.state.access = access
     return access

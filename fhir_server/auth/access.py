@@ -21,23 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fhir_server.auth.audit import Audit
+from fhir_server.auth.policy import DENY, DOCUMENT_TYPES, SHARED_TYPES, Policy, both, in_compartment
 from fhir_server.auth.scopes import READ, SEARCH, Scope, parse_scopes
 from fhir_server.fhir.errors import BadRequest, Forbidden
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.search.compiler import Filter
 from fhir_server.search.engine import SearchEngine
-from fhir_server.search.registry import compartment_params
 from fhir_server.search.request import parse_search
 
-# Not patient data: a patient-context app may read them (who wrote a document, which pharmacy).
-SHARED_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization", "Medication"})
-# Matches no document (every document has an _id).
-DENY: Filter = {"_id": {"$in": []}}
 _ACTION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-
-
-def _in_compartment(rtype: str) -> bool:
-    return rtype == "Patient" or rtype in compartment_params()
+_WRITES = frozenset("cud")
 
 
 @dataclass
@@ -47,6 +41,10 @@ class Access:
     claims: dict[str, Any] = field(default_factory=dict)
     scopes: list[Scope] = field(default_factory=list)
     unrestricted: bool = False
+    # The DMP rules (fhir_server.auth.policy), intersected with every filter; None for operators.
+    policy: Policy | None = None
+    # Where this request's traces go (None: not traced, e.g. internal work).
+    audit: Audit | None = None
     # (scope index, type) -> compiled query filter of a query-narrowed scope.
     _queries: dict[tuple[int, str], Filter] = field(default_factory=dict)
 
@@ -55,10 +53,12 @@ class Access:
         return cls(unrestricted=True)
 
     @classmethod
-    async def from_claims(cls, claims: dict[str, Any], engine: SearchEngine) -> Access:
-        """The access a verified token grants; v2 queries are compiled now, once."""
+    async def from_claims(
+        cls, claims: dict[str, Any], engine: SearchEngine, policy: Policy | None = None
+    ) -> Access:
+        """The access a verified token grants under ``policy``; v2 queries are compiled now, once."""
         scopes = parse_scopes(str(claims.get("scope", "")))
-        access = cls(claims=claims, scopes=scopes)
+        access = cls(claims=claims, scopes=scopes, policy=policy)
         for i, scope in enumerate(scopes):
             if scope.query is None:
                 continue
@@ -85,7 +85,8 @@ class Access:
         if scope.context == "patient":
             if self.patient is None:
                 return DENY
-            if _in_compartment(rtype):
+            # A Binary carries the compartment of the document it is the content of.
+            if in_compartment(rtype) or rtype in DOCUMENT_TYPES:
                 parts.append({"comp": self.patient})
             elif rtype not in SHARED_TYPES:
                 return DENY
@@ -99,8 +100,15 @@ class Access:
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
     def filter(self, rtype: str, actions: str) -> Filter | None:
-        """The filter of what this request may do with ``rtype`` by any of ``actions``; None when
-        unrestricted, DENY when nothing."""
+        """The filter of what this request may do with ``rtype`` by any of ``actions`` (scopes ∩ DMP
+        policy); None when unrestricted, DENY when nothing."""
+        granted = self._granted(rtype, actions)
+        if self.policy is None or granted is DENY:
+            return granted
+        return both(granted, self.policy.filter(rtype, write=bool(_WRITES & set(actions))))
+
+    def _granted(self, rtype: str, actions: str) -> Filter | None:
+        """What the scopes alone let through."""
         if self.unrestricted:
             return None
         found: list[Filter] = []
@@ -141,22 +149,28 @@ class Access:
 
     def history_filter(self, types: Iterable[str], skip_narrowed: bool = False) -> Filter | None:
         """The filter over the history collection for these types: per type, the patient compartment
-        when a patient scope is what grants it. Query-narrowed scopes cannot be applied to past versions
-        (their index values are not kept), so they do not open history: a 403, or with
+        when a patient scope is what grants it, and the DMP policy (whose filters look only at what
+        past versions keep: ``comp`` and ``pol``). Query-narrowed scopes cannot be applied to past
+        versions (their index values are not kept), so they do not open history: a 403, or with
         ``skip_narrowed`` (system history) the type is left out."""
         if self.unrestricted:
             return None
         branches: list[Filter] = []
         for rtype in types:
-            f = self.filter(rtype, READ)
-            if f is None:
-                branches.append({"t": rtype})
-            elif f == {"comp": self.patient}:
-                branches.append({"t": rtype, "comp": self.patient})
-            elif f is not DENY and not skip_narrowed:
+            f = self._granted(rtype, READ)
+            if f is DENY:
+                continue
+            if f is not None and f != {"comp": self.patient}:
+                if skip_narrowed:
+                    continue
                 raise Forbidden(
                     f"the history of {rtype} is not available under a query-narrowed scope", code="forbidden"
                 )
+            if self.policy is not None:
+                f = both(f, self.policy.filter(rtype, write=False))
+                if f is DENY:
+                    continue
+            branches.append({"t": rtype} if f is None else {"$and": [{"t": rtype}, f]})
         if not branches:
             return DENY
         return branches[0] if len(branches) == 1 else {"$or": branches}

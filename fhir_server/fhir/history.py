@@ -108,4 +108,7 @@ async def history_bundle(
     bundle["link"] = links
     if records:
         bundle["entry"] = [history_entry(base, r) for r in records]
+    if access.audit is not None:
+        level = "history-system" if rtype is None else "history-type" if rid is None else "history-instance"
+        await access.audit.returned(level, records, links[0]["url"])
     return bundle

@@ -8,6 +8,7 @@ caller's when a ``session`` is given (transaction bundles).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import uuid
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl
 import jsonpatch
 
 from fhir_server.auth.access import Access
+from fhir_server.auth.labels import check_visibility, inherited, policy_labels
 from fhir_server.auth.scopes import CREATE, DELETE, READ, UPDATE
 from fhir_server.fhir.dates import instant, now_ms
 from fhir_server.fhir.errors import (
@@ -27,6 +29,7 @@ from fhir_server.fhir.errors import (
     Forbidden,
     Gone,
     Issue,
+    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
     Unprocessable,
@@ -77,18 +80,21 @@ def new_version(
     version: int,
     now: datetime,
     deleted_from: list[str] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> NewVersion:
     """The stored form of a version: the resource with its id and meta stamped, and its search data.
 
     A deletion keeps the compartments of the version it deletes (``deleted_from``), so that the patient
-    it belonged to still sees it in history and nobody else does."""
+    it belonged to still sees it in history and nobody else does. ``labels`` overrides the policy
+    labels derived from the resource (a Binary inherits its document's)."""
     if resource is None:
-        return NewVersion(rtype, rid, version, now, op, None, {}, {}, deleted_from or [])
+        return NewVersion(rtype, rid, version, now, op, None, {}, {}, deleted_from or [], labels or {})
     meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": instant(now)}
     rest = {k: v for k, v in resource.items() if k not in {"resourceType", "id", "meta"}}
     stored = {"resourceType": rtype, "id": rid, "meta": meta, **rest}
     d = derive(rtype, rid, stored)
-    return NewVersion(rtype, rid, version, now, op, stored, d.index, d.sort_keys, d.compartments)
+    pol = labels if labels is not None else policy_labels(rtype, stored)
+    return NewVersion(rtype, rid, version, now, op, stored, d.index, d.sort_keys, d.compartments, pol)
 
 
 def check_type(rtype: str) -> None:
@@ -130,14 +136,21 @@ class ResourceService:
     The service built at start-up has full access; :meth:`bound` gives the same service for a request's
     access, and every interaction then checks it against storage (not against fetched content)."""
 
-    def __init__(self, repo: Repository, engine: SearchEngine, access: Access | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        engine: SearchEngine,
+        access: Access | None = None,
+        allow_invisible_and_masked: bool = False,
+    ) -> None:
         self.repo = repo
         self.engine = engine
         self.access = access or Access.full()
+        self.allow_invisible_and_masked = allow_invisible_and_masked
 
     def bound(self, access: Access) -> ResourceService:
         """This service acting for a caller with ``access``."""
-        return ResourceService(self.repo, self.engine, access)
+        return ResourceService(self.repo, self.engine, access, self.allow_invisible_and_masked)
 
     async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
         """403 unless the current version of ``rtype/rid`` is within the access for ``action``."""
@@ -157,6 +170,7 @@ class ResourceService:
         await self.check(rtype, rid, READ, session)
         if rec.deleted:
             raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{rec.version}"'})
+        await self._trace("read", rec)
         return Result(200, rec.resource, rec)
 
     async def vread(self, rtype: str, rid: str, vid: str, session: Session | None = None) -> Result:
@@ -175,7 +189,13 @@ class ResourceService:
             raise Forbidden(f"this version of {rtype}/{rid} is outside what the access token allows")
         if rec.deleted:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
+        await self._trace("vread", rec)
         return Result(200, rec.resource, rec)
+
+    async def _trace(self, interaction: str, rec: Record) -> None:
+        if self.access.audit is not None and rec.resource is not None:
+            patients = patient_compartments(rec.rtype, rec.id, rec.resource)
+            await self.access.audit.record(interaction, patients, [f"{rec.rtype}/{rec.id}"])
 
     async def search_ids(
         self, rtype: str, criteria: Sequence[tuple[str, str]], session: Session | None, limit: int = 2
@@ -198,14 +218,37 @@ class ResourceService:
     async def _store(
         self, rtype: str, rid: str, resource: Json | None, op: str, current: Record | None, session: Session
     ) -> Record:
+        if rtype == "AuditEvent":
+            # Traces are the server's own record of who did what: written only by the server.
+            raise MethodNotAllowed(
+                "AuditEvent resources are read-only: the server writes them", headers={"Allow": "GET"}
+            )
         version = current.version + 1 if current else 1
         was_in = patient_compartments(rtype, rid, current.resource) if current and current.resource else None
-        new = new_version(rtype, rid, resource, op, version, now_ms(), was_in)
+        labels, citing = None, None
+        if rtype == "Binary" and resource is not None:
+            citing = await self.repo.documents_citing_binary(rid, session)
+            labels = inherited(citing[0]) if citing else {}
+        new = new_version(rtype, rid, resource, op, version, now_ms(), was_in, labels)
+        if rtype == "DocumentReference" and new.resource is not None:
+            problem = check_visibility(new.labels, self.allow_invisible_and_masked)
+            if problem:
+                raise Unprocessable(problem, expression="DocumentReference.meta.security")
+            if self.access.policy is not None:
+                self.access.policy.check_document_change(current.resource if current else None, new.resource)
+        if citing:
+            new = dataclasses.replace(new, compartments=citing[1])
         await self.repo.put(new, current.version if current else None, session)
+        if rtype == "DocumentReference" and resource is not None:
+            await self.repo.label_binaries(
+                new.labels.get("bin", []), inherited(new.labels), new.compartments, session
+            )
         if resource is not None:
             # What was written must be within the caller's access too (a patient-scoped app cannot
             # move a resource to another patient); failing here aborts the transaction.
             await self.check(rtype, rid, CREATE if op == "create" else UPDATE, session)
+        if self.access.audit is not None:
+            await self.access.audit.record(op, new.compartments, [f"{rtype}/{rid}"], session=session)
         return Record(rtype, rid, version, new.last_updated, new.resource is None, new.resource, op)
 
     async def create_many(self, resources: list[Json]) -> list[Record]:
@@ -219,6 +262,11 @@ class ResourceService:
 
         async def run(s: Session) -> None:
             await self.repo.put_many(versions, s)
+            for v in versions:
+                if v.rtype == "DocumentReference":
+                    await self.repo.label_binaries(
+                        v.labels.get("bin", []), inherited(v.labels), v.compartments, s
+                    )
 
         await self.repo.in_transaction(run)
         return [Record(v.rtype, v.id, 1, now, False, v.resource, "create") for v in versions]

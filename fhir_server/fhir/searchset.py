@@ -91,7 +91,15 @@ async def search_bundle(
     )
     result = await engine.search(req, access.restrict, session, compartment)
     path = f"Patient/{compartment}/{rtype}" if compartment is not None else rtype
-    return render_searchset(engine.base, path, req, result)
+    bundle = render_searchset(engine.base, path, req, result)
+    if access.audit is not None:
+        kind = "search-compartment" if compartment is not None else "search-type"
+        await access.audit.returned(kind, [*result.matches, *result.included], _self_link(bundle))
+    return bundle
+
+
+def _self_link(bundle: Json) -> str | None:
+    return next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "self"), None)
 
 
 def _system_cursor(token: str | None, types: int) -> tuple[int, str | None]:
@@ -170,4 +178,6 @@ async def system_search_bundle(
     bundle["link"] = links
     if matches:
         bundle["entry"] = [_entry(engine.base, r, "match", first) for r in matches]
+    if access.audit is not None:
+        await access.audit.returned("search-system", matches, link)
     return bundle

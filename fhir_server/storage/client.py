@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,7 @@ from bson.codec_options import TypeDecoder, TypeEncoder, TypeRegistry
 from bson.decimal128 import Decimal128
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -39,6 +41,9 @@ _DECIMALS = TypeRegistry([_DecimalEncoder(), _DecimalDecoder()])
 DURABLE = WriteConcern(w="majority", j=True)
 
 
+_INDEX_ATTEMPTS = 5
+
+
 class Mongo:
     """The client and database handle shared by the repository and the CLI."""
 
@@ -57,7 +62,16 @@ class Mongo:
     async def open(self, indexes: Mapping[str, Sequence[IndexKeys]]) -> None:
         """Check the database answers and create the indexes the server relies on."""
         await self.client.admin.command("ping")
-        await ensure_indexes(self.db, indexes)
+        # Index builds are idempotent; a busy embedded database can miss a heartbeat while it builds,
+        # which makes the driver drop the connection mid-command: try again rather than fail start-up.
+        for attempt in range(_INDEX_ATTEMPTS):
+            try:
+                await ensure_indexes(self.db, indexes)
+                return
+            except AutoReconnect:
+                if attempt == _INDEX_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(1 + attempt)
 
     async def ping(self) -> bool:
         """Whether the database answers now (for ``/health``)."""

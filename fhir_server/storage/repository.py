@@ -16,7 +16,7 @@ with a write conflict and is retried by the driver, then sees the new version.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -71,6 +71,8 @@ class NewVersion:
     index: Mapping[str, Any]
     sort_keys: Mapping[str, Any]
     compartments: list[str]
+    # Policy labels (fhir_server.auth.labels), kept on past versions too so history obeys the policy.
+    labels: Mapping[str, Any] = field(default_factory=dict)
 
     def history_document(self) -> Document:
         """This version as the history collection keeps it."""
@@ -84,6 +86,7 @@ class NewVersion:
             "res": self.resource,
             # Kept on past versions too, so that history can be confined to a patient's compartment.
             "comp": self.compartments,
+            "pol": dict(self.labels),
         }
 
     def current_document(self) -> Document:
@@ -97,6 +100,7 @@ class NewVersion:
             "idx": dict(self.index),
             "srt": dict(self.sort_keys),
             "comp": self.compartments,
+            "pol": dict(self.labels),
         }
 
 
@@ -163,8 +167,9 @@ class Repository:
         if result.matched_count != 1:
             raise VersionConflict(f"{new.rtype}/{new.id} is no longer at version {previous}")
 
-    async def put_many(self, versions: list[NewVersion], session: Session) -> None:
-        """Store first versions of new resources in bulk (inside :meth:`in_transaction`).
+    async def put_many(self, versions: list[NewVersion], session: Session | None) -> None:
+        """Store first versions of new resources in bulk (inside :meth:`in_transaction`, or with no
+        session for append-only records such as traces).
 
         A resource that already exists makes the whole batch fail with a duplicate-key error.
         """
@@ -195,6 +200,24 @@ class Repository:
     async def exists(self, collection: str, query: Mapping[str, Any], session: Session | None = None) -> bool:
         """Whether some document of ``collection`` (a type's, or ``history``) matches ``query``."""
         return await self.db[collection].find_one(query, {"_id": 1}, session=session) is not None
+
+    async def documents_citing_binary(
+        self, rid: str, session: Session | None = None
+    ) -> tuple[dict[str, Any], list[str]] | None:
+        """The policy labels and compartments of a live DocumentReference whose content is Binary ``rid``."""
+        doc = await self.db["DocumentReference"].find_one(
+            {"pol.bin": rid, "del": False}, {"pol": 1, "comp": 1}, session=session
+        )
+        return (doc.get("pol") or {}, doc.get("comp") or []) if doc else None
+
+    async def label_binaries(
+        self, ids: list[str], labels: Mapping[str, Any], comp: list[str], session: Session
+    ) -> None:
+        """Give the current versions of these Binaries the labels and compartments of their document."""
+        if ids:
+            await self.db["Binary"].update_many(
+                {"_id": {"$in": ids}}, {"$set": {"pol": dict(labels), "comp": comp}}, session=session
+            )
 
     async def history(self, q: HistoryQuery) -> tuple[list[Record], int | None]:
         """Versions newest first, and the total when it is cheap to know (instance level)."""

@@ -41,6 +41,8 @@ def _accepted_by_models(path: Path) -> bool:
 
 
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.json") if _accepted_by_models(p))
+# AuditEvents are written by the server only (a write through the API is a 405: tests/auth/test_audit.py).
+READ_ONLY = {"AuditEvent"}
 
 
 @cache
@@ -88,7 +90,11 @@ def test_the_examples_cover_every_served_type() -> None:
     assert covered == SERVED, f"no accepted example for {sorted(SERVED - covered)}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+def _writable(names: list[str]) -> list[str]:
+    return [n for n in names if json.loads(_load(n))["resourceType"] not in READ_ONLY]
+
+
+@pytest.mark.parametrize("name", _writable(NAMES))
 async def test_example_round_trips_through_create_and_read(client: httpx.AsyncClient, name: str) -> None:
     sent = example(name)
     rtype = sent["resourceType"]
@@ -110,7 +116,7 @@ def _first_example_of_each_type() -> list[str]:
     firsts: dict[str, str] = {}
     for name in NAMES:
         firsts.setdefault(json.loads(_load(name))["resourceType"], name)
-    return sorted(firsts.values())
+    return _writable(sorted(firsts.values()))
 
 
 # One example per type: every example's content already goes through validation and storage above; what
@@ -160,7 +166,9 @@ async def test_example_meta_profile_tag_security_and_source_are_kept(
     assert _diff(_comparable(sent), _comparable(got)) == []
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if re.search(r":\s*-?\d+\.\d*0\s*[,}\n]", _load(n))])
+@pytest.mark.parametrize(
+    "name", [n for n in _writable(NAMES) if re.search(r":\s*-?\d+\.\d*0\s*[,}\n]", _load(n))]
+)
 async def test_example_decimal_precision_is_kept(client: httpx.AsyncClient, name: str) -> None:
     # FHIR R4 JSON: the precision of a decimal is significant (105.00 is not 105.0) and must be kept,
     # so the raw bytes are sent and the raw response is inspected.
