@@ -33,7 +33,7 @@ async def world(client: httpx.AsyncClient) -> dict[str, Any]:
     w["stranger"] = await new_practitioner(client, "10")  # never authorized
     w["blocked"] = await new_practitioner(client, "10")  # authorized, then blocked
     w["pharma"] = await new_practitioner(client, "21")
-    w["work"] = await new_practitioner(client, "10", "MEDECINE_DU_TRAVAIL")
+    w["work"] = await new_practitioner(client, "10", "SM25")
     w["P"] = pid = await new_patient(client, "Règles", attending=w["gp"])
     w["Q"] = await new_patient(client, "Autre")
     for who in ("gp", "doc", "author", "blocked", "pharma"):
@@ -190,10 +190,10 @@ async def test_the_patient_can_refuse_emergency_and_regulation_access(
 async def test_occupational_doctor_needs_express_consent_and_has_no_emergency_mode(
     app: FastAPI, client: httpx.AsyncClient, world: dict[str, Any]
 ) -> None:
-    h = await professional(app, world["work"], "10", "MEDECINE_DU_TRAVAIL")
+    h = await professional(app, world["work"], "10", "SM25")
     assert (await client.get(f"Patient/{world['P']}", headers=h)).status_code == 403
     btg = await professional(
-        app, world["work"], "10", "MEDECINE_DU_TRAVAIL", mode="bris-de-glace", reason="x"
+        app, world["work"], "10", "SM25", mode="bris-de-glace", reason="x"
     )
     assert (await client.get(f"Patient/{world['P']}", headers=btg)).status_code == 403
     await create(client, consent(world["P"], world["work"]))
