@@ -134,7 +134,7 @@ async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
 
 def _demo_data(args: argparse.Namespace) -> int:
     from fhir_server.dmp.demo import DemoOptions
-    from fhir_server.dmp.demo_output import load_demo, write_demo
+    from fhir_server.dmp.demo_output import DemoLoadError, load_demo, write_demo
 
     if args.patients < 1 or args.seed < 0 or args.bundle_entries < 1:
         print(
@@ -158,7 +158,11 @@ def _demo_data(args: argparse.Namespace) -> int:
         async with _write_path(settings) as processor:
             return (await load_demo(options, processor, extract)).describe()
 
-    print(asyncio.run(load()))
+    try:
+        print(asyncio.run(load()))
+    except DemoLoadError as exc:
+        print(f"fhir-server: {exc}", file=sys.stderr)
+        return 1
     print(
         f"reimbursement extract written to {extract}; import it with: fhir-server import-reimbursements {extract}"
     )

@@ -71,8 +71,8 @@ class DemoOptions:
     """What to generate: how many patients, from which seed, with dates up to ``as_of``."""
 
     patients: int
-    seed: int = 0
-    as_of: date = date(2025, 1, 1)
+    seed: int
+    as_of: date
     bundle_entries: int = 500
 
     @property

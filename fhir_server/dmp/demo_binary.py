@@ -41,13 +41,17 @@ def _pdf_text(value: str) -> bytes:
     return b"(" + raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
 
 
+def _french_date(iso: str) -> str:
+    return f"{iso[8:10]}/{iso[5:7]}/{iso[:4]}"
+
+
 def pdf_document(doc: DocumentText) -> bytes:
     """A one-page A4 PDF with the title, the patient, the author and the body lines."""
     lines = [
         (16, doc.title),
-        (11, f"Patient : {doc.patient_name}, né(e) le {doc.birth_date}, INS {doc.nir}"),
+        (11, f"Patient : {doc.patient_name}, né(e) le {_french_date(doc.birth_date)}, INS {doc.nir}"),
         (11, f"Auteur : {doc.author_name} (RPPS {doc.author_rpps}), {doc.organization}"),
-        (11, f"Date : {doc.when[:10]}"),
+        (11, f"Date : {_french_date(doc.when)}"),
         *((11, line) for line in doc.body),
         (9, DEMO_NOTICE),
     ]

@@ -258,7 +258,7 @@ class Care:
         self.invoice(day, gp, None, acts, VISIT_DEDUCTION)
         if rng.random() < 0.3:
             masked = ctx.age >= 15 and rng.random() < 0.08
-            reason = rng.choice(MASKED_REASONS if masked else CONSULTATION_REASONS)
+            reason = rng.choice(MASKED_REASONS[ctx.gender] if masked else CONSULTATION_REASONS)
             doc = self.document("11488-4", day, gp, [f"Motif : {reason}.", rng.choice(FINDINGS)])
             if masked:
                 doc.labels.append("MASQUE_PS")

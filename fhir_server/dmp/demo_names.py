@@ -190,10 +190,14 @@ FINDINGS = (
     "Examen clinique sans particularité.", "Tension artérielle à 13/8.", "Auscultation cardio-pulmonaire normale.",
     "Abdomen souple, indolore.", "Pas de signe de gravité.", "Apyrétique.", "Bilan biologique à prévoir.",
 )  # fmt: skip
-MASKED_REASONS = (
-    "consultation de psychiatrie", "dépistage d'infection sexuellement transmissible",
-    "suivi d'addictologie", "interruption volontaire de grossesse",
-)  # fmt: skip
+# Reasons a patient would rather hide a consultation from other professionals (MASQUE_PS).
+MASKED_REASONS = {
+    "male": ("consultation de psychiatrie", "dépistage d'infection sexuellement transmissible", "suivi d'addictologie"),
+    "female": (
+        "consultation de psychiatrie", "dépistage d'infection sexuellement transmissible", "suivi d'addictologie",
+        "interruption volontaire de grossesse",
+    ),
+}  # fmt: skip
 
 # -- care and reimbursements -------------------------------------------------------------------------
 

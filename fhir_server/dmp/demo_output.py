@@ -21,11 +21,16 @@ import orjson
 
 from fhir_server.dmp.demo import EXTRACT_COLUMNS, Chunk, DemoOptions, generate
 from fhir_server.fhir.bundle import BundleProcessor
+from fhir_server.fhir.errors import FhirError
 from fhir_server.progress import Progress
 
 BUNDLES_FILE = "bundles.ndjson"
 EXTRACT_FILE = "reimbursements.csv"
 MANIFEST_FILE = "manifest.json"
+
+
+class DemoLoadError(Exception):
+    """The server refused a Bundle; the Bundles before it are stored."""
 
 
 @dataclass
@@ -103,7 +108,13 @@ async def load_demo(options: DemoOptions, processor: BundleProcessor, extract: P
     summary = DemoSummary(options)
     with extract_writer(extract) as rows, Progress(options.patients, "demo data", "patients") as progress:
         for chunk in generate(options):
-            await processor.process(chunk.bundle, "minimal")
+            try:
+                await processor.process(chunk.bundle, "minimal")
+            except FhirError as exc:
+                raise DemoLoadError(
+                    f"the server refused bundle {summary.bundles + 1} (HTTP {exc.status}): {exc}; "
+                    f"the {summary.bundles} bundles before it are stored, and loading again is safe"
+                ) from exc
             rows.writerows(chunk.rows)
             summary.count(chunk)
             progress.advance(chunk.patients)
