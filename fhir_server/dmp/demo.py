@@ -33,6 +33,7 @@ from fhir_server.dmp.demo_names import (
     ALLERGENS,
     BIRTHPLACE_WEIGHTS,
     CHANNEL_SHARES,
+    CITIES,
     CLASSES,
     CORSICA,
     DOC_TYPES,
@@ -42,6 +43,7 @@ from fhir_server.dmp.demo_names import (
     MAINLAND,
     OVERSEAS,
     STREETS,
+    City,
 )
 from fhir_server.dmp.demo_pools import Organization, Pools, Professional, coding, reference
 from fhir_server.dmp.nir import with_key
@@ -130,8 +132,11 @@ class DemoGenerator:
         gender = rng.choice(("female", "male"))
         age = min(int(rng.betavariate(1.4, 1.9) * 100), 99)
         born = opts.as_of - timedelta(days=age * 365 + rng.randint(1, 364))
-        city = rng.randrange(len(self.pools.cities))
-        place_name, insee = self._birthplace(rng, city)
+        # Drawn from the whole list, so that the stream (and the identity drawn after it) does not
+        # depend on how many cities are in use; the patient lives in one of those.
+        drawn = rng.randrange(len(CITIES))
+        city = drawn % len(self.pools.cities)
+        place_name, insee = self._birthplace(rng, CITIES[drawn])
         nir = self._nir(rng, gender, born, insee)
         given = [rng.choice(GIVEN_NAMES[gender])]
         if rng.random() < 0.3:
@@ -154,14 +159,14 @@ class DemoGenerator:
 
     # -- identity ------------------------------------------------------------------------------------
 
-    def _birthplace(self, rng: random.Random, city: int) -> tuple[str, str]:
-        """Where the patient was born: a name and the 5 characters of the NIR after the month."""
+    @staticmethod
+    def _birthplace(rng: random.Random, near: City) -> tuple[str, str]:
+        """Where the patient was born (``near`` or elsewhere): a name and the 5 characters of the NIR
+        after the month of birth."""
         where = rng.choices(range(len(BIRTHPLACE_WEIGHTS)), BIRTHPLACE_WEIGHTS)[0]
         if where == 4:
             return rng.choice(ABROAD)
-        place = (self.pools.cities[city], rng.choice(MAINLAND), rng.choice(CORSICA), rng.choice(OVERSEAS))[
-            where
-        ]
+        place = (near, rng.choice(MAINLAND), rng.choice(CORSICA), rng.choice(OVERSEAS))[where]
         return place.name, place.insee
 
     def _nir(self, rng: random.Random, gender: str, born: date, insee: str) -> str:

@@ -90,8 +90,9 @@ def test_a_patient_does_not_change_when_more_patients_are_generated() -> None:
             if e["resource"]["resourceType"] == "Patient"
         ]
 
-    few, more = patients(3), patients(30)
-    # The shared pools grow with the number of patients, so only the identity is compared.
+    few, more = patients(3), patients(60)
+    # The shared pools grow with the number of patients (one city, then two), so only the identity is
+    # compared.
     assert [(p["identifier"], p["name"], p["birthDate"]) for p in few] == [
         (p["identifier"], p["name"], p["birthDate"]) for p in more[:3]
     ]
