@@ -1,5 +1,5 @@
-"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, and ``users``, ``clients``, ``token``
-(:mod:`fhir_server.auth.cli`).
+"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, ``demo-data``, and ``users``,
+``clients``, ``token`` (:mod:`fhir_server.auth.cli`).
 
 Commands that need the database accept ``--data-dir`` (or ``FHIR_DATA_DIR``) and honour
 ``FHIR_MONGO_URI``; with the embedded database they reach the one a running server started, or start it
@@ -13,11 +13,18 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from fhir_server.config import Settings
+
+if TYPE_CHECKING:
+    from fhir_server.fhir.bundle import BundleProcessor
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -94,6 +101,79 @@ def _counts(args: argparse.Namespace) -> int:
     return 0
 
 
+@asynccontextmanager
+async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
+    """The server's own Bundle processor, with full access, on the database of ``settings``."""
+    from fhir_server.fhir.bundle import BundleProcessor
+    from fhir_server.fhir.registry import SERVED_TYPES
+    from fhir_server.fhir.rest import ResourceService
+    from fhir_server.fhir.searchset import SearchOptions
+    from fhir_server.search.engine import SearchEngine
+    from fhir_server.search.index import index_specs
+    from fhir_server.storage.client import Mongo
+    from fhir_server.storage.launcher import database
+    from fhir_server.storage.repository import Repository
+
+    async with database(settings) as db:
+        # A long load keeps the database busy: the driver's monitor would give up on it after its
+        # default 20 s connect timeout and cancel the transaction in flight; this client waits longer.
+        uri = (
+            db.uri
+            if "connectTimeoutMS" in db.uri
+            else f"{db.uri}{'&' if '?' in db.uri else '?'}connectTimeoutMS=120000"
+        )
+        mongo = Mongo(uri, settings.mongo_db)
+        try:
+            await mongo.open(index_specs(SERVED_TYPES))
+            repo = Repository(mongo)
+            engine = SearchEngine(
+                repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
+            )
+            options = SearchOptions(settings.default_page_size, settings.max_page_size)
+            yield BundleProcessor(
+                ResourceService(repo, engine), settings.fhir_base, options, settings.max_bundle_entries
+            )
+        finally:
+            await mongo.close()
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from fhir_server.dmp.demo import DemoOptions
+    from fhir_server.dmp.demo_output import DemoLoadError, load_demo, write_demo
+
+    if args.patients < 1 or args.seed < 0 or args.bundle_entries < 1:
+        print(
+            "fhir-server: --patients and --bundle-entries must be positive, --seed not negative",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _settings(args)
+    _logging("WARNING")
+    entries = min(args.bundle_entries, settings.max_bundle_entries)
+    options = DemoOptions(args.patients, args.seed, args.as_of, entries)
+    extract = Path(args.extract) if args.extract else None
+    if args.out:
+        summary = write_demo(options, Path(args.out), extract)
+        print(summary.describe())
+        print(f"written to {args.out}")
+        return 0
+    extract = extract or Path(f"demo-reimbursements-{args.seed}.csv")
+
+    async def load() -> str:
+        async with _write_path(settings) as processor:
+            return (await load_demo(options, processor, extract)).describe()
+
+    try:
+        print(asyncio.run(load()))
+    except DemoLoadError as exc:
+        print(f"fhir-server: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"reimbursement extract written to {extract}; import it with: fhir-server import-reimbursements {extract}"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-server", description="dmp-fhir: a FHIR R4 server for the DMP")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +198,35 @@ def _parser() -> argparse.ArgumentParser:
     counts = sub.add_parser("counts", help="print the number of live resources of each type")
     data_dir(counts)
     counts.set_defaults(func=_counts)
+
+    demo = sub.add_parser(
+        "demo-data",
+        help="generate synthetic French DMP data (deterministic): load it into the database, or --out DIR",
+    )
+    demo.add_argument("--patients", type=int, required=True, help="how many patients")
+    demo.add_argument(
+        "--seed", type=int, default=0, help="random seed (default 0); ids start with demo<seed>-"
+    )
+    demo.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=date.today(),
+        help="the date the data ends at, YYYY-MM-DD (default today); the same seed and date give the same data",
+    )
+    demo.add_argument(
+        "--out",
+        help="write bundles.ndjson, reimbursements.csv and manifest.json here; the database is not touched",
+    )
+    demo.add_argument(
+        "--extract",
+        help="where to write the reimbursement extract (default OUT/reimbursements.csv, or "
+        "demo-reimbursements-SEED.csv when loading)",
+    )
+    demo.add_argument(
+        "--bundle-entries", type=int, default=500, help="most entries per transaction Bundle (default 500)"
+    )
+    data_dir(demo)
+    demo.set_defaults(func=_demo_data)
 
     from fhir_server.auth.cli import add_commands
 

@@ -1,0 +1,24 @@
+"""Identifier and code systems of the DMP (DOMAIN.md), each URL written once.
+
+The ones marked (ours) are project URIs, to align with official ones when they exist.
+"""
+
+from __future__ import annotations
+
+INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
+INS_NIA = "urn:oid:1.2.250.1.213.1.4.9"
+RPPS = "urn:oid:1.2.250.1.71.4.2.1"
+FINESS = "urn:oid:1.2.250.1.71.4.2.2"
+
+PROFESSION = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
+SPECIALTY = "https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale"
+DOCUMENT_CLASS = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+VISIBILITY = (
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+)
+LOINC = "http://loinc.org"
+CIP_UCD = "https://smt.esante.gouv.fr/terminologie-cip_ucd"
+
+# (ours) Who opened a DMP, through which channel: an extension on Patient holding a Coding.
+CREATION_CHANNEL_EXTENSION = "https://dmp-fhir.org/StructureDefinition/dmp-creation-channel"
+CREATION_CHANNEL = "https://dmp-fhir.org/CodeSystem/dmp-creation-channel"
