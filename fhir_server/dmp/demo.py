@@ -153,6 +153,7 @@ class DemoGenerator:
         resources = [patient]
         text = (f"{given[0]} {family}", given[0], family, gender, born.isoformat(), nir)
         resources += self._documents(care.documents, i, pid, text)
+        resources += self._consents(pid, [gp, *(d.author for d in care.documents)])
         resources += self._allergies(ctx, i, pid)
         resources += self._medications(ctx, i, pid)
         return PatientData(resources, self._rows(care.invoices, i, nir))
@@ -242,6 +243,37 @@ class DemoGenerator:
         }
 
     # -- documents -----------------------------------------------------------------------------------
+
+    def _consents(self, pid: str, care_team: list[Any]) -> list[Json]:
+        """The patient's authorization of each professional of their care team (docs/access-rules.md):
+        without it a professional sees nothing of the DMP."""
+        out: list[Json] = []
+        seen: set[str] = set()
+        for pro in care_team:
+            if pro.id in seen:
+                continue
+            seen.add(pro.id)
+            out.append(
+                {
+                    "resourceType": "Consent",
+                    "id": f"{pid}-consent-{len(seen):03d}",
+                    "status": "active",
+                    "scope": {"coding": [{"system": systems.CONSENT_SCOPE, "code": "patient-privacy"}]},
+                    "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+                    "patient": {"reference": f"Patient/{pid}"},
+                    "policyRule": {"coding": [{"system": systems.ACT_CODE, "code": "OPTIN"}]},
+                    "provision": {
+                        "type": "permit",
+                        "actor": [
+                            {
+                                "role": {"coding": [{"system": systems.PARTICIPATION_TYPE, "code": "PRCP"}]},
+                                "reference": pro.ref(),
+                            }
+                        ],
+                    },
+                }
+            )
+        return out
 
     def _documents(self, specs: list[DocSpec], i: int, pid: str, who: tuple[str, ...]) -> list[Json]:
         """DocumentReferences and their Binaries, numbered in date order."""

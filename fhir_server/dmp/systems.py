@@ -22,3 +22,8 @@ CIP_UCD = "https://smt.esante.gouv.fr/terminologie-cip_ucd"
 # (ours) Who opened a DMP, through which channel: an extension on Patient holding a Coding.
 CREATION_CHANNEL_EXTENSION = "https://dmp-fhir.org/StructureDefinition/dmp-creation-channel"
 CREATION_CHANNEL = "https://dmp-fhir.org/CodeSystem/dmp-creation-channel"
+
+# Consent conventions (docs/access-rules.md).
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
