@@ -192,9 +192,7 @@ async def test_occupational_doctor_needs_express_consent_and_has_no_emergency_mo
 ) -> None:
     h = await professional(app, world["work"], "10", "SM25")
     assert (await client.get(f"Patient/{world['P']}", headers=h)).status_code == 403
-    btg = await professional(
-        app, world["work"], "10", "SM25", mode="bris-de-glace", reason="x"
-    )
+    btg = await professional(app, world["work"], "10", "SM25", mode="bris-de-glace", reason="x")
     assert (await client.get(f"Patient/{world['P']}", headers=btg)).status_code == 403
     await create(client, consent(world["P"], world["work"]))
     assert (await client.get(f"Patient/{world['P']}", headers=h)).status_code == 200
