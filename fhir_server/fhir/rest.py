@@ -39,7 +39,7 @@ from fhir_server.fhir.registry import is_served
 from fhir_server.fhir.validation import resource_type_of, validate_resource
 from fhir_server.search.engine import SearchEngine
 from fhir_server.search.index import derive, patient_compartments
-from fhir_server.search.plan import choose_hint
+from fhir_server.search.plan import choose_lead
 from fhir_server.search.request import parse_search
 from fhir_server.storage.indexes import HISTORY
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
@@ -155,7 +155,7 @@ class ResourceService:
     async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
         """403 unless the current version of ``rtype/rid`` is within the access for ``action``."""
         filt = self.access.require(rtype, action)
-        if filt is not None and not await self.repo.exists(rtype, {"$and": [{"_id": rid}, filt]}, session):
+        if filt is not None and not await self.repo.exists(rtype, rid, filt, session):
             raise Forbidden(f"{rtype}/{rid} is outside what the access token allows", code="forbidden")
 
     # -- reads -----------------------------------------------------------------------------------
@@ -184,8 +184,8 @@ class ResourceService:
             raise NotFound(f"version {vid} of {rtype}/{rid} does not exist")
         await self.check(rtype, rid, READ, session)
         past = self.access.history_filter([rtype])
-        key = {"_id": f"{rtype}/{rid}/{rec.version}"}
-        if past is not None and not await self.repo.exists(HISTORY, {"$and": [key, past]}, session):
+        key = f"{rtype}/{rid}/{rec.version}"
+        if past is not None and not await self.repo.exists(HISTORY, key, past, session):
             raise Forbidden(f"this version of {rtype}/{rid} is outside what the access token allows")
         if rec.deleted:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
@@ -203,7 +203,7 @@ class ResourceService:
         """Up to ``limit`` live resources matching conditional criteria (unknown parameters are a 400)."""
         req = parse_search(rtype, criteria, default_count=limit, max_count=limit, strict=True)
         filt = await self.engine.filter_for(req, self.access.restrict, session)
-        return await self.repo.find(rtype, filt, limit, session, choose_hint(rtype, filt))
+        return await self.repo.find(rtype, filt, limit, session, choose_lead(rtype, filt))
 
     # -- writes ----------------------------------------------------------------------------------
 
