@@ -24,6 +24,7 @@ SAMPLE = {
     "quantity": "1",
     "reference": "Patient/p1",
     "uri": "http://example.org/a",
+    "composite": "replaces$DocumentReference/p1",
 }
 
 
