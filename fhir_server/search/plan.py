@@ -14,7 +14,16 @@ from fhir_server.search.index import index_specs
 from fhir_server.search.registry import supported_params
 from fhir_server.storage.lead import Lead, conjuncts, lead_condition
 
-_RANK = {"composite": 2, "reference": 2, "token": 3, "date": 4, "string": 5, "uri": 6, "number": 7, "quantity": 7}
+_RANK = {
+    "composite": 2,
+    "reference": 2,
+    "token": 3,
+    "date": 4,
+    "string": 5,
+    "uri": 6,
+    "number": 7,
+    "quantity": 7,
+}
 
 
 def _rank(rtype: str, field: str) -> int | None:
