@@ -130,9 +130,8 @@ async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
                 repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
             )
             options = SearchOptions(settings.default_page_size, settings.max_page_size)
-            yield BundleProcessor(
-                ResourceService(repo, engine), settings.fhir_base, options, settings.max_bundle_entries
-            )
+            service = ResourceService(repo, engine, retention_years=settings.dmp_retention_years)
+            yield BundleProcessor(service, settings.fhir_base, options, settings.max_bundle_entries)
         finally:
             await mongo.close()
 
