@@ -273,6 +273,12 @@ async def _patient(service: ResourceService, old: Json | None, new: NewVersion, 
             expression="Patient",
         )
     reason = check_closure(res) if closing else None
+    if closing and old is None:
+        raise Unprocessable(
+            "a DMP is opened before it is closed: create the Patient without the closure extension",
+            code="business-rule",
+            expression="Patient.extension",
+        )
     if (closing or was_closed) and not _may_close(service.access, pid):
         raise Forbidden(
             f"only the patient, a representative or an operator may {'close' if closing else 'reopen'} a DMP"

@@ -128,6 +128,8 @@ async def test_closing_needs_a_reason_a_date_and_active_false(client: httpx.Asyn
         ],
     }
     still_active = {**good, "active": True}
+    born_closed = await client.post("Patient", json=closed(dmp_patient()))
+    assert born_closed.status_code == 422
     for body, expression in [
         (no_reason, "Patient.extension[0]"),
         (future, "Patient.extension[0]"),
