@@ -254,6 +254,7 @@ async def _patient(service: ResourceService, old: Json | None, new: NewVersion, 
                 code="business-rule",
             )
         await store.drop_state(repo, pid, session)
+        await store.release_ins(repo, _claim_keys(old), pid, session)
         return
     check_ins(res)
     check_channel(res)

@@ -38,8 +38,9 @@ class ClaimTaken(Exception):
 
 
 async def ensure_dmp_indexes(repo: Repository) -> None:
-    """Indexes of the purge and the statistics (idempotent)."""
+    """Indexes of the purge (idempotent; created by the purge itself, before it looks)."""
     await repo.db[STATE].create_indexes([IndexModel([("closed", ASCENDING)], name="dmp_closed")])
+    await repo.db[CLAIMS].create_indexes([IndexModel([("patient", ASCENDING)], name="dmp_ins_patient")])
     await repo.db[HISTORY].create_indexes([IndexModel([("comp", ASCENDING)], name="history_comp")])
 
 
@@ -81,9 +82,8 @@ async def save_state(repo: Repository, pid: str, changes: Doc, session: Session)
 
 
 async def drop_state(repo: Repository, pid: str, session: Session) -> None:
-    """Forget the DMP of a deleted Patient and its INS claims."""
+    """Forget the lifecycle state of the DMP of Patient ``pid`` (its INS claims are released apart)."""
     await repo.db[STATE].delete_one({"_id": pid}, session=session)
-    await repo.db[CLAIMS].delete_many({"patient": pid}, session=session)
 
 
 async def closed_among(repo: Repository, pids: list[str], session: Session | None) -> Doc | None:
@@ -143,6 +143,7 @@ async def purge_dmp(repo: Repository, pid: str, session: Session) -> DmpFootprin
             current[rtype] = result.deleted_count
     versions = (await repo.db[HISTORY].delete_many(_history_of(pid), session=session)).deleted_count
     await drop_state(repo, pid, session)
+    await repo.db[CLAIMS].delete_many({"patient": pid}, session=session)
     return DmpFootprint(current, versions)
 
 

@@ -73,3 +73,36 @@ async def test_concurrent_openings_with_one_ins_give_exactly_one_dmp(
     winner = next(r.json()["id"] for r in responses if r.status_code == 201)
     found = (await client.get("Patient", params={"identifier": f"{INS_NIR}|{nir}"})).json()
     assert [e["resource"]["id"] for e in found.get("entry", [])] == [winner]
+
+
+async def test_transaction_opening_with_if_none_exist_links_to_the_existing_dmp(
+    client: httpx.AsyncClient,
+) -> None:
+    nir = fresh_nir()
+    first = (await client.post("Patient", json=dmp_patient(nir))).json()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0b9b7d7e-2f0e-4d51-9a3c-4a1f6f3c2d10",
+                "resource": dmp_patient(nir),
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={INS_NIR}|{nir}"},
+            },
+            {
+                "resource": {
+                    "resourceType": "AllergyIntolerance",
+                    "patient": {"reference": "urn:uuid:0b9b7d7e-2f0e-4d51-9a3c-4a1f6f3c2d10"},
+                },
+                "request": {"method": "POST", "url": "AllergyIntolerance"},
+            },
+        ],
+    }
+    r = await client.post("", json=bundle)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"] == "200 OK"
+    found = (await client.get("AllergyIntolerance", params={"patient": first["id"]})).json()
+    assert found["total"] == 1
+    # Without ifNoneExist the same transaction is a 409 and writes nothing.
+    del bundle["entry"][0]["request"]["ifNoneExist"]
+    assert (await client.post("", json=bundle)).status_code == 409
