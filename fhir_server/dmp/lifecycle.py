@@ -18,6 +18,7 @@ function of :data:`ON_DMP_OPENED` with a :class:`DmpOpened` event, in the same t
 may write (through ``event.service``, full access, the caller's traces) and a hook that raises aborts
 the opening. Register one with ``ON_DMP_OPENED.append(fn)`` at import time of the module that needs
 it. The first hook records the patient's consent to an opening by someone else (a ``Consent``).
+:func:`dmp_for_ins` says which DMP an INS identifies and whether it is closed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from fhir_server.fhir.errors import Conflict, Forbidden, Unprocessable
 
 if TYPE_CHECKING:
     from fhir_server.fhir.rest import ResourceService
-    from fhir_server.storage.repository import NewVersion, Record, Session
+    from fhir_server.storage.repository import NewVersion, Record, Repository, Session
 
 Json = dict[str, Any]
 
@@ -68,6 +69,24 @@ async def on_dmp_opened(event: DmpOpened) -> None:
     """Run every hook of :data:`ON_DMP_OPENED` for ``event``, in order."""
     for hook in ON_DMP_OPENED:
         await hook(event)
+
+
+@dataclass(frozen=True)
+class DmpRef:
+    """The DMP an INS identifies: its Patient id and whether it is closed now."""
+
+    patient_id: str
+    closed: bool
+
+
+async def dmp_for_ins(repo: Repository, value: str, system: str = systems.INS_NIR) -> DmpRef | None:
+    """The DMP of an INS (by its claim, one indexed read each), or None when no DMP has it: for code
+    that receives data by INS (reimbursement extracts) and must not feed a closed DMP."""
+    pid = await store.owner_of(repo, f"{system}|{value.upper()}")
+    if pid is None:
+        return None
+    doc = await store.state(repo, pid)
+    return DmpRef(pid, doc is not None and isinstance(doc.get("closed"), datetime))
 
 
 # -- reading a Patient -----------------------------------------------------------------------------

@@ -69,3 +69,15 @@ async def test_bulk_creation_obeys_the_same_rules(app: FastAPI, client: httpx.As
     [made] = await service.create_many([dmp_patient(channel="cpam")])
     consents = (await client.get("Consent", params={"patient": made.id})).json()
     assert consents["total"] == 1
+
+
+async def test_dmp_for_ins_names_the_dmp_and_whether_it_is_closed(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    repo = app.state.services.repo
+    created = (await client.post("Patient", json=dmp_patient())).json()
+    nir = created["identifier"][0]["value"]
+    assert await lifecycle.dmp_for_ins(repo, nir) == lifecycle.DmpRef(created["id"], closed=False)
+    await client.put(f"Patient/{created['id']}", json=closed(created))
+    assert await lifecycle.dmp_for_ins(repo, nir) == lifecycle.DmpRef(created["id"], closed=True)
+    assert await lifecycle.dmp_for_ins(repo, nir, "urn:oid:1.2.250.1.213.1.4.9") is None
