@@ -340,22 +340,19 @@ async def _claims(service: ResourceService, pid: str, old: Json | None, res: Jso
     try:
         await store.claim_ins(service.repo, sorted(after - before), pid, session)
     except store.ClaimTaken as exc:
-        owner = exc.owner
-        if owner is None:
-            # A concurrent opening committed first: name it once the race is over.
-            owner = next(
-                (
-                    o
-                    for k in sorted(after - before)
-                    if (o := await store.owner_of(service.repo, k)) not in (None, pid)
-                ),
-                None,
-            )
-        where = f"Patient/{owner}" if owner else "another DMP"
+        # After a lost race the winner is known once it committed, outside this transaction.
+        owner = exc.owner or await store.owner_of(service.repo, exc.key)
+        where = f"Patient/{owner}" if owner and owner != pid else "another DMP"
+        i = next(
+            k
+            for k, ident in enumerate(res.get("identifier") or [])
+            if isinstance(ident, dict)
+            and f"{ident.get('system')}|{str(ident.get('value', '')).upper()}" == exc.key
+        )
         raise Conflict(
             f"this INS already identifies the DMP {where}: one DMP per INS",
             code="duplicate",
-            expression="Patient.identifier",
+            expression=f"Patient.identifier[{i}].value",
         ) from exc
 
 

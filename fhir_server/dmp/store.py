@@ -30,10 +30,11 @@ Doc = dict[str, Any]
 
 
 class ClaimTaken(Exception):
-    """The INS is claimed by another DMP (``owner``; None when a concurrent writer won and is unknown)."""
+    """The INS ``key`` is claimed by another DMP (``owner``; None when a concurrent writer just won)."""
 
-    def __init__(self, owner: str | None) -> None:
-        super().__init__(owner or "another DMP")
+    def __init__(self, key: str, owner: str | None) -> None:
+        super().__init__(f"{key}: {owner or 'another DMP'}")
+        self.key = key
         self.owner = owner
 
 
@@ -50,12 +51,12 @@ async def claim_ins(repo: Repository, keys: Iterable[str], pid: str, session: Se
         held = await repo.db[CLAIMS].find_one({"_id": key}, session=session)
         if held is not None:
             if held["patient"] != pid:
-                raise ClaimTaken(held["patient"])
+                raise ClaimTaken(key, held["patient"])
             continue
         try:
             await repo.db[CLAIMS].insert_one({"_id": key, "patient": pid}, session=session)
         except DuplicateKeyError as exc:
-            raise ClaimTaken(None) from exc
+            raise ClaimTaken(key, None) from exc
 
 
 async def release_ins(repo: Repository, keys: Iterable[str], pid: str, session: Session) -> None:

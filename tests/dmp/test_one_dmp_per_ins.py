@@ -22,6 +22,7 @@ async def test_second_creation_with_the_same_ins_is_409_naming_the_first(
     assert r.status_code == 409
     assert f"Patient/{first['id']}" in r.json()["issue"][0]["diagnostics"]
     assert r.json()["issue"][0]["code"] == "duplicate"
+    assert r.json()["issue"][0]["expression"] == ["Patient.identifier[0].value"]
     r = await client.put("Patient/dup-by-put", json={**dmp_patient(nir), "id": "dup-by-put"})
     assert r.status_code == 409
     assert await snapshot(mongo) == before
