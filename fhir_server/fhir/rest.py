@@ -22,6 +22,7 @@ import jsonpatch
 from fhir_server.auth.access import Access
 from fhir_server.auth.labels import check_visibility, inherited, policy_labels
 from fhir_server.auth.scopes import CREATE, DELETE, READ, UPDATE
+from fhir_server.dmp import lifecycle
 from fhir_server.fhir.dates import instant, now_ms
 from fhir_server.fhir.errors import (
     BadRequest,
@@ -142,15 +143,20 @@ class ResourceService:
         engine: SearchEngine,
         access: Access | None = None,
         allow_invisible_and_masked: bool = False,
+        retention_years: int = 10,
     ) -> None:
         self.repo = repo
         self.engine = engine
         self.access = access or Access.full()
         self.allow_invisible_and_masked = allow_invisible_and_masked
+        # How long a closed DMP is kept (and may be reopened), in years (fhir_server.dmp.lifecycle).
+        self.retention_years = retention_years
 
     def bound(self, access: Access) -> ResourceService:
         """This service acting for a caller with ``access``."""
-        return ResourceService(self.repo, self.engine, access, self.allow_invisible_and_masked)
+        return ResourceService(
+            self.repo, self.engine, access, self.allow_invisible_and_masked, self.retention_years
+        )
 
     async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
         """403 unless the current version of ``rtype/rid`` is within the access for ``action``."""
@@ -239,6 +245,8 @@ class ResourceService:
         if citing:
             new = dataclasses.replace(new, compartments=citing[1])
         await self.repo.put(new, current.version if current else None, session)
+        # The DMP rules (INS, one DMP per INS, channel, closed DMPs) see every write path here.
+        await lifecycle.on_write(self, current, new, session)
         if rtype == "DocumentReference" and resource is not None:
             await self.repo.label_binaries(
                 new.labels.get("bin", []), inherited(new.labels), new.compartments, session
@@ -262,6 +270,7 @@ class ResourceService:
 
         async def run(s: Session) -> None:
             await self.repo.put_many(versions, s)
+            await lifecycle.on_create_many(self, versions, s)
             for v in versions:
                 if v.rtype == "DocumentReference":
                     await self.repo.label_binaries(
