@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.storage.indexes import HISTORY
+from fhir_server.storage.lead import find_led
 from fhir_server.storage.repository import Repository, Session
 
 STATE = "dmp"
@@ -91,7 +92,9 @@ async def closed_among(repo: Repository, pids: list[str], session: Session | Non
     """One closed DMP among these Patients, if any."""
     if not pids:
         return None
-    return await repo.db[STATE].find_one({"_id": {"$in": pids}, "closed": {"$type": "date"}}, session=session)
+    query = {"_id": {"$in": pids}, "closed": {"$type": "date"}}
+    found = await find_led(repo.db, STATE, query, {"_id": {"$in": pids}}, limit=1, session=session)
+    return found[0] if found else None
 
 
 async def closed_before(repo: Repository, cutoff: datetime) -> list[Doc]:
