@@ -18,6 +18,13 @@ VISIBILITY = (
 )
 LOINC = "http://loinc.org"
 CIP_UCD = "https://smt.esante.gouv.fr/terminologie-cip_ucd"
+CCAM = "https://smt.esante.gouv.fr/terminologie-ccam"
+# (ours) No official FHIR URI is confirmed for these nomenclatures (DOMAIN.md).
+NGAP = "https://dmp-fhir.org/CodeSystem/ngap"
+NABM = "https://dmp-fhir.org/CodeSystem/nabm"
+LPP = "https://dmp-fhir.org/CodeSystem/lpp"
+# (ours) Exam families: what counts as "a similar exam" (terminology/CodeSystem-exam-families.json).
+EXAM_FAMILY = "https://dmp-fhir.org/CodeSystem/exam-family"
 
 # (ours) Who opened a DMP, through which channel: an extension on Patient holding a Coding.
 CREATION_CHANNEL_EXTENSION = "https://dmp-fhir.org/StructureDefinition/dmp-creation-channel"

@@ -1,0 +1,123 @@
+"""What the patient-level operations ($everything, $summary, $prior-exams) share: opening the patient's
+record within the caller's access, searching its compartment and resolving the references it holds.
+
+Every read goes through the caller's :class:`~fhir_server.auth.access.Access` (scopes ∩ DMP policy), so
+what the policy hides (a masked document, a type the profession may not read) is simply not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from fhir_server.auth.labels import local_reference
+from fhir_server.auth.policy import DENY
+from fhir_server.auth.scopes import READ, SEARCH
+from fhir_server.fhir.errors import BadRequest, Gone, NotFound
+from fhir_server.fhir.rest import check_id
+from fhir_server.operations.registry import OperationCall
+from fhir_server.search.plan import choose_hint
+from fhir_server.search.request import parse_search
+from fhir_server.storage.repository import Record
+
+Json = dict[str, Any]
+# Shared reference data an operation resolves for display or includes (DESIGN.md: SHARED_TYPES).
+REFERENCED_TYPES = ("Practitioner", "PractitionerRole", "Organization", "Medication")
+# Most resources of one type an operation reads for one patient.
+MAX_PER_TYPE = 1000
+
+
+async def open_patient(call: OperationCall) -> Json:
+    """The Patient the operation is invoked on: 404 when unknown, 410 when deleted, 403 when outside
+    the caller's access (another patient's token, a professional without the patient's authorization)."""
+    pid = call.rid
+    assert pid is not None
+    check_id(pid)
+    rec = await call.services.repo.current("Patient", pid)
+    if rec is None:
+        raise NotFound(f"Patient/{pid} does not exist")
+    await call.services.resources.bound(call.access).check("Patient", pid, READ)
+    if rec.deleted or rec.resource is None:
+        raise Gone(f"Patient/{pid} was deleted")
+    return rec.resource
+
+
+def may_search(call: OperationCall, rtype: str) -> bool:
+    """Whether anything of ``rtype`` may be searched by this caller (no query is run otherwise)."""
+    return call.access.allows(rtype, SEARCH) and call.access.filter(rtype, SEARCH) is not DENY
+
+
+async def search_compartment(
+    call: OperationCall, rtype: str, params: Sequence[tuple[str, str]], limit: int = MAX_PER_TYPE
+) -> list[Record]:
+    """Resources of ``rtype`` in the patient's compartment matching search ``params``, within the
+    caller's access (none when it may not search the type)."""
+    if not may_search(call, rtype):
+        return []
+    req = parse_search(
+        rtype, [*params, ("_total", "none")], default_count=limit, max_count=limit, strict=True
+    )
+    result = await call.services.engine.search(req, call.access.restrict, compartment=call.rid)
+    return result.matches
+
+
+def references(resource: Any, types: Iterable[str] = REFERENCED_TYPES) -> list[str]:
+    """The local ``Type/id`` references of ``resource`` (at any depth) to one of ``types``."""
+    wanted = set(types)
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = local_reference(node.get("reference"))
+            if ref is not None and ref.split("/", 1)[0] in wanted and ref not in found:
+                found.append(ref)
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(resource)
+    return found
+
+
+async def resolve(call: OperationCall, refs: Iterable[str]) -> dict[str, Record]:
+    """The resources behind ``Type/id`` references that the caller may read, by reference."""
+    by_type: dict[str, list[str]] = {}
+    for ref in refs:
+        rtype, _, rid = ref.partition("/")
+        if rid and rid not in by_type.setdefault(rtype, []):
+            by_type[rtype].append(rid)
+    out: dict[str, Record] = {}
+    for rtype, ids in by_type.items():
+        if not call.access.allows(rtype, READ) or call.access.filter(rtype, READ) is DENY:
+            continue
+        restrict = call.access.restrict(rtype)
+        filt: Json = {"$and": [{"_id": {"$in": ids}}, restrict]} if restrict else {"_id": {"$in": ids}}
+        for rec in await call.services.repo.find(rtype, filt, len(ids), hint=choose_hint(rtype, filt)):
+            out[f"{rtype}/{rec.id}"] = rec
+    return out
+
+
+def months_ago(months: int, today: date | None = None) -> date:
+    """The day ``months`` months before ``today`` (the last day of a shorter month)."""
+    today = today or date.today()
+    index = today.year * 12 + today.month - 1 - months
+    year, month = divmod(index, 12)
+    for day in (today.day, 30, 29, 28):
+        try:
+            return date(year, month + 1, day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def positive_int(value: str | None, name: str, default: int, maximum: int) -> int:
+    """A whole-number parameter in 1..maximum (400 naming it otherwise)."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise BadRequest(f"{name} must be a whole number from 1 to {maximum}, not '{value}'", expression=name)
+    return int(value)
