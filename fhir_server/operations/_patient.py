@@ -16,7 +16,7 @@ from fhir_server.auth.policy import DENY
 from fhir_server.auth.scopes import READ, SEARCH
 from fhir_server.fhir.errors import BadRequest, Gone, NotFound
 from fhir_server.fhir.rest import check_id
-from fhir_server.operations.registry import OperationCall
+from fhir_server.operations.registry import Handler, Operation, OperationCall
 from fhir_server.search.plan import choose_hint
 from fhir_server.search.request import parse_search
 from fhir_server.storage.repository import Record
@@ -121,3 +121,23 @@ def positive_int(value: str | None, name: str, default: int, maximum: int) -> in
     if not value.isdigit() or not 1 <= int(value) <= maximum:
         raise BadRequest(f"{name} must be a whole number from 1 to {maximum}, not '{value}'", expression=name)
     return int(value)
+
+
+def entry(base: str, rec: Record, mode: str) -> Json:
+    """A searchset entry for ``rec`` with its search mode (match, include)."""
+    return {"fullUrl": f"{base}/{rec.rtype}/{rec.id}", "resource": rec.resource, "search": {"mode": mode}}
+
+
+def patient_operation(
+    name: str, handler: Handler, definition: str, documentation: str, resource: Json | None = None
+) -> Operation:
+    """An operation invoked with GET on ``Patient/[id]``."""
+    return Operation(
+        name=name,
+        handler=handler,
+        definition=definition,
+        methods=("GET",),
+        instances=("Patient",),
+        documentation=documentation,
+        resource=resource,
+    )

@@ -24,12 +24,14 @@ from fhir_server.fhir.searchset import split_cursor
 from fhir_server.operations._patient import (
     REFERENCED_TYPES,
     Json,
+    entry,
     may_search,
     open_patient,
+    patient_operation,
     references,
     resolve,
 )
-from fhir_server.operations.registry import Operation, OperationCall
+from fhir_server.operations.registry import OperationCall
 from fhir_server.search.registry import compartment_params
 from fhir_server.search.request import parse_search
 from fhir_server.storage.repository import Record
@@ -95,10 +97,6 @@ async def _page(
     return matches, None
 
 
-def _entry(base: str, rec: Record, mode: str) -> Json:
-    return {"fullUrl": f"{base}/{rec.rtype}/{rec.id}", "resource": rec.resource, "search": {"mode": mode}}
-
-
 async def everything(call: OperationCall) -> Response:
     """Answer ``GET Patient/[id]/$everything``."""
     negotiate(call.request)
@@ -134,19 +132,17 @@ async def everything(call: OperationCall) -> Response:
     if next_cursor:
         links.append({"relation": "next", "url": f"{url}?{urlencode([*applied, ('_cursor', next_cursor)])}"})
     bundle: Json = {"resourceType": "Bundle", "type": "searchset", "link": links}
-    entries = [_entry(base, r, "match") for r in matches]
-    entries += [_entry(base, found[ref], "include") for ref in dict.fromkeys(refs) if ref in found]
+    entries = [entry(base, r, "match") for r in matches]
+    entries += [entry(base, found[ref], "include") for ref in dict.fromkeys(refs) if ref in found]
     if entries:
         bundle["entry"] = entries
     return json_response(call.request, bundle)
 
 
-OPERATION = Operation(
-    name="everything",
-    handler=everything,
-    definition=DEFINITION,
-    methods=("GET",),
-    instances=("Patient",),
-    documentation="The patient, its compartment and the resources they refer to, within the caller's "
-    "access; _since, _type, _count with keyset paging.",
+OPERATION = patient_operation(
+    "everything",
+    everything,
+    DEFINITION,
+    "The patient, its compartment and the resources they refer to, within the caller's access; _since, "
+    "_type, _count with keyset paging.",
 )
