@@ -34,3 +34,5 @@ CREATION_CHANNEL = "https://dmp-fhir.org/CodeSystem/dmp-creation-channel"
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+# (ours) Sections of the patient summary that the IPS does not code (terminology/CodeSystem-summary-sections.json).
+SUMMARY_SECTION = "https://dmp-fhir.org/CodeSystem/summary-section"

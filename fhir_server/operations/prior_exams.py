@@ -20,6 +20,7 @@ from starlette.responses import Response
 from fhir_server.api.http import json_response, negotiate
 from fhir_server.auth.labels import local_reference
 from fhir_server.dmp import systems
+from fhir_server.dmp.claim_items import item_codings, item_date
 from fhir_server.dmp.exam_families import Coding, ExamFamilies, load_exam_families
 from fhir_server.fhir.errors import BadRequest, Issue, operation_outcome
 from fhir_server.operations._patient import (
@@ -60,21 +61,6 @@ def _code(value: str | None, families: ExamFamilies) -> Coding:
             expression="code",
         )
     return system, code
-
-
-def item_date(item: dict[str, Any]) -> str | None:
-    """The care date of a Claim/EOB item (``servicedDate`` or the start of ``servicedPeriod``)."""
-    value = item.get("servicedDate") or (item.get("servicedPeriod") or {}).get("start")
-    return value[:10] if isinstance(value, str) else None
-
-
-def item_codings(item: dict[str, Any]) -> list[Coding]:
-    """The (system, code) pairs of an item's ``productOrService``."""
-    return [
-        (c["system"], c["code"])
-        for c in (item.get("productOrService") or {}).get("coding") or []
-        if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
-    ]
 
 
 def _act_date(rec: Record, similar: set[Coding], since: str) -> str | None:

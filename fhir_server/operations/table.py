@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.operations import everything, prior_exams
+from fhir_server.operations import everything, prior_exams, summary
 from fhir_server.operations.registry import Operation
 
 OPERATIONS: tuple[Operation, ...] = (
     everything.OPERATION,
     prior_exams.OPERATION,
+    summary.OPERATION,
 )
 
 
