@@ -7,6 +7,7 @@ what the policy hides (a masked document, a type the profession may not read) is
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
@@ -43,6 +44,34 @@ async def open_patient(call: OperationCall) -> Json:
     return rec.resource
 
 
+async def patient_by_identifier(call: OperationCall, name: str) -> OperationCall:
+    """The call bound to the one Patient its ``identifier`` parameter (``system|value``) designates
+    among those the caller may see: 400 without it or when several match, 404 when none. The access is
+    traced against that patient, as an instance-level call would be."""
+    identifier = call.request.query_params.get("identifier")
+    if not identifier:
+        raise BadRequest(
+            f"Patient/${name} needs identifier=system|value (e.g. the INS)", expression="identifier"
+        )
+    found = await search_compartment_free(call, "Patient", [("identifier", identifier)], 2)
+    if not found:
+        raise NotFound(f"no patient with identifier {identifier} is within reach of this access")
+    if len(found) > 1:
+        raise BadRequest(
+            f"identifier {identifier} designates several patients",
+            code="multiple-matches",
+            expression="identifier",
+        )
+    bound = dataclasses.replace(call, rid=found[0].id)
+    if call.access.audit is not None:
+        await call.access.audit.record(
+            f"operation:${name}",
+            [found[0].id],
+            [f"Patient/{found[0].id}"],
+        )
+    return bound
+
+
 def may_search(call: OperationCall, rtype: str) -> bool:
     """Whether anything of ``rtype`` may be searched by this caller (no query is run otherwise)."""
     return call.access.allows(rtype, SEARCH) and call.access.filter(rtype, SEARCH) is not DENY
@@ -53,12 +82,25 @@ async def search_compartment(
 ) -> list[Record]:
     """Resources of ``rtype`` in the patient's compartment matching search ``params``, within the
     caller's access (none when it may not search the type)."""
+    return await _search(call, rtype, params, limit, call.rid)
+
+
+async def search_compartment_free(
+    call: OperationCall, rtype: str, params: Sequence[tuple[str, str]], limit: int
+) -> list[Record]:
+    """Like :func:`search_compartment`, over every compartment the caller may see."""
+    return await _search(call, rtype, params, limit, None)
+
+
+async def _search(
+    call: OperationCall, rtype: str, params: Sequence[tuple[str, str]], limit: int, compartment: str | None
+) -> list[Record]:
     if not may_search(call, rtype):
         return []
     req = parse_search(
         rtype, [*params, ("_total", "none")], default_count=limit, max_count=limit, strict=True
     )
-    result = await call.services.engine.search(req, call.access.restrict, compartment=call.rid)
+    result = await call.services.engine.search(req, call.access.restrict, compartment=compartment)
     return result.matches
 
 
@@ -129,14 +171,20 @@ def entry(base: str, rec: Record, mode: str) -> Json:
 
 
 def patient_operation(
-    name: str, handler: Handler, definition: str, documentation: str, resource: Json | None = None
+    name: str,
+    handler: Handler,
+    definition: str,
+    documentation: str,
+    resource: Json | None = None,
+    type_level: bool = False,
 ) -> Operation:
-    """An operation invoked with GET on ``Patient/[id]``."""
+    """An operation invoked with GET on ``Patient/[id]`` (and on ``Patient`` when ``type_level``)."""
     return Operation(
         name=name,
         handler=handler,
         definition=definition,
         methods=("GET",),
+        types=("Patient",) if type_level else (),
         instances=("Patient",),
         documentation=documentation,
         resource=resource,

@@ -1,5 +1,5 @@
-"""``Patient/[id]/$summary`` (IPS): the patient summary as a ``document`` Bundle, or as a printable HTML
-page with ``_format=html`` / ``Accept: text/html``.
+"""``Patient/[id]/$summary`` and ``Patient/$summary?identifier=system|value`` (IPS): the patient summary
+as a ``document`` Bundle, or as a printable HTML page with ``_format=html`` / ``Accept: text/html``.
 
 This module reads what the caller may see (allergies, medication statements, recent reimbursements, the
 latest document of each type of ``FHIR_SUMMARY_DOCUMENT_TYPES``, the practitioners they cite) through
@@ -23,6 +23,7 @@ from fhir_server.operations._patient import (
     Json,
     months_ago,
     open_patient,
+    patient_by_identifier,
     patient_operation,
     references,
     resolve,
@@ -47,13 +48,16 @@ def _resources(records: list[Record]) -> list[Json]:
 async def summary(call: OperationCall) -> Response:
     """Answer ``GET Patient/[id]/$summary``."""
     html = wants_html(call.request)
-    unsupported = sorted(k for k in call.request.query_params if k not in _KNOWN)
+    known = _KNOWN if call.rid is not None else {*_KNOWN, "identifier"}
+    unsupported = sorted(k for k in call.request.query_params if k not in known)
     if unsupported:
         raise BadRequest(
             f"$summary does not support {', '.join(unsupported)}",
             code="not-supported",
             expression=unsupported[0],
         )
+    if call.rid is None:
+        call = await patient_by_identifier(call, "summary")
     patient = await open_patient(call)
     settings = call.services.settings
     medication_since = months_ago(settings.summary_medication_months).isoformat()
@@ -98,5 +102,7 @@ OPERATION = patient_operation(
     summary,
     DEFINITION,
     "The patient summary (IPS-shaped document Bundle, French narratives) of what the caller may see; "
-    "_format=html or Accept: text/html for a printable page.",
+    "_format=html or Accept: text/html for a printable page; Patient/$summary?identifier=system|value "
+    "finds the patient by identifier (INS).",
+    type_level=True,
 )

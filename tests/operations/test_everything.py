@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from fhir.resources.R4B import get_fhir_model_class
 
 from tests.operations.care import CHEST_XRAY, GP_VISIT, days_ago, eob
 from tests.policy.dmp import (
@@ -78,6 +79,7 @@ async def test_everything_holds_the_patient_compartment_and_referenced_resources
     assert r.status_code == 200, r.text
     bundle = r.json()
     assert bundle["type"] == "searchset"
+    get_fhir_model_class("Bundle").model_validate(bundle)
     assert bundle["entry"][0]["resource"]["id"] == pid
     matches = _refs(bundle, "match")
     assert f"DocumentReference/{record['shown']}" in matches

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_server.dmp.systems import CCAM, NABM
 from tests.operations.care import (
@@ -90,6 +91,7 @@ async def test_similar_acts_and_their_reports_newest_first(
 ) -> None:
     ids = history["ids"]
     bundle = await _prior(client, history, "gp_h", code=f"{CCAM}|ZBQK002")
+    get_fhir_model_class("Bundle").model_validate(bundle)
     found = _matches(bundle)
     # The attending doctor sees the masked report; the same-day report of a mammography is not similar.
     assert found == [

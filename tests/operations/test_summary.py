@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from fastapi import FastAPI
+from fhir.resources.R4B import get_fhir_model_class
 
 from tests.operations.care import CHEST_XRAY, GLUCOSE, GP_VISIT, HBA1C, METFORMIN, days_ago, eob
 from tests.policy.dmp import consent, create, document, new_patient, patient_user, professional
@@ -133,6 +134,7 @@ async def test_summary_is_a_document_with_the_ips_sections(
 ) -> None:
     bundle = await _summary(client, dmp, "gp_h")
     assert bundle["type"] == "document" and bundle["timestamp"] and bundle["identifier"]["value"]
+    get_fhir_model_class("Bundle").model_validate(bundle)  # a valid Bundle, every entry a valid resource
     composition = bundle["entry"][0]["resource"]
     assert composition["resourceType"] == "Composition"
     assert composition["type"]["coding"][0]["code"] == "60591-5"
@@ -233,4 +235,24 @@ async def test_summary_refuses_callers_outside_the_dmp(
     assert r.status_code == 403
     assert (await client.get("Patient/nobody/$summary")).status_code == 404
     r = await client.get(f"Patient/{dmp['pid']}/$summary", params={"identifier": "x"})
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["identifier"]
+
+
+async def test_summary_by_identifier_within_reach(
+    app: FastAPI, client: httpx.AsyncClient, dmp: dict[str, Any]
+) -> None:
+    ins = "urn:oid:1.2.250.1.213.1.4.10|279035121518989"
+    current = (await client.get(f"Patient/{dmp['pid']}")).json()
+    current["identifier"] = [{"system": ins.split("|")[0], "value": ins.split("|")[1]}]
+    assert (await client.put(f"Patient/{dmp['pid']}", json=current)).status_code == 200
+    r = await client.get("Patient/$summary", params={"identifier": ins}, headers=dmp["gp_h"])
+    assert r.status_code == 200, r.text
+    composition = r.json()["entry"][0]["resource"]
+    assert composition["subject"]["reference"].endswith(f"Patient/{dmp['pid']}")
+    assert "INS 279035121518989" in composition["text"]["div"]
+    # Someone the patient did not authorize finds nobody by that identifier.
+    stranger = await professional(app, await create(client, {"resourceType": "Practitioner"}), "10")
+    r = await client.get("Patient/$summary", params={"identifier": ins}, headers=stranger)
+    assert r.status_code == 404
+    r = await client.get("Patient/$summary")
     assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["identifier"]
