@@ -38,7 +38,18 @@ async def record(app: FastAPI, client: httpx.AsyncClient) -> dict[str, Any]:
     bill = await create(client, eob(pid, f"Organization/{org}", days_ago(20), [CHEST_XRAY]))
     visit = await create(client, eob(pid, f"Practitioner/{gp}", days_ago(5), [GP_VISIT]))
     await create(client, document(other, "11488-4"))
+    drug = await create(client, {"resourceType": "Medication", "code": {"text": "Metformine 850 mg"}})
+    await create(
+        client,
+        {
+            "resourceType": "MedicationStatement",
+            "status": "active",
+            "subject": {"reference": f"Patient/{pid}"},
+            "medicationReference": {"reference": f"Medication/{drug}"},
+        },
+    )
     return {
+        "drug": drug,
         "pid": pid,
         "gp": gp,
         "org": org,
@@ -75,8 +86,9 @@ async def test_everything_holds_the_patient_compartment_and_referenced_resources
     client: httpx.AsyncClient, record: dict[str, Any]
 ) -> None:
     pid = record["pid"]
-    r = await client.get(f"Patient/{pid}/$everything", headers=record["gp_h"])
+    r = await client.get(f"Patient/{pid}/$everything", params={"_count": "100"}, headers=record["gp_h"])
     assert r.status_code == 200, r.text
+    assert not any(link["relation"] == "next" for link in r.json()["link"])
     bundle = r.json()
     assert bundle["type"] == "searchset"
     get_fhir_model_class("Bundle").model_validate(bundle)
@@ -84,7 +96,12 @@ async def test_everything_holds_the_patient_compartment_and_referenced_resources
     matches = _refs(bundle, "match")
     assert f"DocumentReference/{record['shown']}" in matches
     assert {f"ExplanationOfBenefit/{e}" for e in record["eobs"]} <= matches
-    assert {f"Practitioner/{record['gp']}", f"Organization/{record['org']}"} <= _refs(bundle, "include")
+    included = _refs(bundle, "include")
+    assert {
+        f"Practitioner/{record['gp']}",
+        f"Organization/{record['org']}",
+        f"Medication/{record['drug']}",
+    } <= included
     # The attending doctor sees the masked document; nobody else's resources appear.
     assert f"DocumentReference/{record['masked']}" in matches
     assert all(
@@ -102,12 +119,13 @@ async def test_everything_leaves_out_what_the_policy_hides(
 ) -> None:
     pid = record["pid"]
     # A physiotherapist may read neither consultation reports, masked documents nor reimbursements.
-    physio = (await client.get(f"Patient/{pid}/$everything", headers=record["physio_h"])).json()
+    everything = f"Patient/{pid}/$everything?_count=100"
+    physio = (await client.get(everything, headers=record["physio_h"])).json()
     refs = _refs(physio)
     assert f"Patient/{pid}" in refs
     assert not any(r.startswith(("DocumentReference/", "ExplanationOfBenefit/")) for r in refs)
     # A patient sees the whole record, another patient nothing, a doctor without authorization nothing.
-    own = (await client.get(f"Patient/{pid}/$everything", headers=record["patient_h"])).json()
+    own = (await client.get(everything, headers=record["patient_h"])).json()
     assert f"DocumentReference/{record['masked']}" in _refs(own)
     for headers in (record["other_h"], record["stranger_h"]):
         r = await client.get(f"Patient/{pid}/$everything", headers=headers)
@@ -118,7 +136,9 @@ async def test_everything_pages_with_count_and_keeps_each_resource_once(
     client: httpx.AsyncClient, record: dict[str, Any]
 ) -> None:
     pid = record["pid"]
-    whole = _refs((await client.get(f"Patient/{pid}/$everything", headers=record["gp_h"])).json(), "match")
+    whole = _refs(
+        (await client.get(f"Patient/{pid}/$everything?_count=100", headers=record["gp_h"])).json(), "match"
+    )
     pages = await _all_pages(client, f"Patient/{pid}/$everything?_count=2", record["gp_h"])
     assert len(pages) >= 3
     seen: list[str] = []
