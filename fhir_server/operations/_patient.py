@@ -12,9 +12,13 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
+from starlette.datastructures import QueryParams
+
+from fhir_server.api.http import read_body
 from fhir_server.auth.labels import local_reference
 from fhir_server.auth.policy import DENY
 from fhir_server.auth.scopes import READ, SEARCH
+from fhir_server.fhir.codec import parse_json
 from fhir_server.fhir.errors import BadRequest, Gone, NotFound
 from fhir_server.fhir.rest import check_id
 from fhir_server.operations.registry import Handler, Operation, OperationCall
@@ -44,11 +48,11 @@ async def open_patient(call: OperationCall) -> Json:
     return rec.resource
 
 
-async def patient_by_identifier(call: OperationCall, name: str) -> OperationCall:
+async def patient_by_identifier(call: OperationCall, name: str, params: QueryParams) -> OperationCall:
     """The call bound to the one Patient its ``identifier`` parameter (``system|value``) designates
     among those the caller may see: 400 without it or when several match, 404 when none. The access is
     traced against that patient, as an instance-level call would be."""
-    identifier = call.request.query_params.get("identifier")
+    identifier = params.get("identifier")
     if not identifier:
         raise BadRequest(
             f"Patient/${name} needs identifier=system|value (e.g. the INS)", expression="identifier"
@@ -70,6 +74,39 @@ async def patient_by_identifier(call: OperationCall, name: str) -> OperationCall
             [f"Patient/{found[0].id}"],
         )
     return bound
+
+
+# Value types a POSTed Parameters resource may carry for these operations' inputs.
+_VALUE_KEYS = (
+    "valueString",
+    "valueCode",
+    "valueUri",
+    "valueDate",
+    "valueDateTime",
+    "valueInstant",
+    "valueInteger",
+)
+
+
+async def operation_params(call: OperationCall) -> QueryParams:
+    """The operation's input parameters: the query string, plus for POST the ``Parameters`` resource
+    of the body (each parameter a name and one primitive ``value[x]``); 400 for anything else."""
+    pairs = list(call.request.query_params.multi_items())
+    if call.request.method != "POST":
+        return QueryParams(pairs)
+    body = parse_json(await read_body(call.request, call.services.settings.max_body_bytes))
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("the body of an operation must be a Parameters resource", expression="Parameters")
+    for i, parameter in enumerate(body.get("parameter") or []):
+        where = f"Parameters.parameter[{i}]"
+        values = [parameter[k] for k in _VALUE_KEYS if k in parameter] if isinstance(parameter, dict) else []
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if not isinstance(name, str) or len(values) != 1 or isinstance(values[0], dict | list | bool):
+            raise BadRequest(
+                f"{where} must have a name and one value ({', '.join(_VALUE_KEYS)})", expression=where
+            )
+        pairs.append((name, str(values[0])))
+    return QueryParams(pairs)
 
 
 def may_search(call: OperationCall, rtype: str) -> bool:
@@ -178,12 +215,13 @@ def patient_operation(
     resource: Json | None = None,
     type_level: bool = False,
 ) -> Operation:
-    """An operation invoked with GET on ``Patient/[id]`` (and on ``Patient`` when ``type_level``)."""
+    """An operation invoked with GET or POST on ``Patient/[id]`` (and on ``Patient`` when
+    ``type_level``)."""
     return Operation(
         name=name,
         handler=handler,
         definition=definition,
-        methods=("GET",),
+        methods=("GET", "POST"),
         types=("Patient",) if type_level else (),
         instances=("Patient",),
         documentation=documentation,

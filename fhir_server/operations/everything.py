@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import urlencode
 
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from fhir_server.api.http import json_response, negotiate
@@ -27,6 +28,7 @@ from fhir_server.operations._patient import (
     entry,
     may_search,
     open_patient,
+    operation_params,
     patient_operation,
     references,
     resolve,
@@ -48,8 +50,8 @@ def _types(call: OperationCall, wanted: set[str] | None) -> tuple[list[str], lis
     return matched, included
 
 
-def _wanted(call: OperationCall) -> set[str] | None:
-    values = [v for k, v in call.request.query_params.multi_items() if k == "_type"]
+def _wanted(params: QueryParams) -> set[str] | None:
+    values = [v for k, v in params.multi_items() if k == "_type"]
     if not values:
         return None
     names = {n.strip() for v in values for n in v.split(",") if n.strip()}
@@ -70,10 +72,10 @@ def _wanted(call: OperationCall) -> set[str] | None:
 
 
 async def _page(
-    call: OperationCall, types: list[str], criteria: list[tuple[str, str]], count: int
+    call: OperationCall, types: list[str], criteria: list[tuple[str, str]], count: int, cursor: str | None
 ) -> tuple[list[Record], str | None]:
     """One page of matches from the types in order, and the cursor of the next page."""
-    start, inner = split_cursor(call.request.query_params.get("_cursor"), len(types))
+    start, inner = split_cursor(cursor, len(types))
     engine = call.services.engine
     matches: list[Record] = []
     for i in range(start, len(types)):
@@ -98,10 +100,10 @@ async def _page(
 
 
 async def everything(call: OperationCall) -> Response:
-    """Answer ``GET Patient/[id]/$everything``."""
+    """Answer ``GET`` (or ``POST``) ``Patient/[id]/$everything``."""
     negotiate(call.request)
     await open_patient(call)
-    query = call.request.query_params
+    query = await operation_params(call)
     unsupported = sorted(k for k in query if k not in _KNOWN)
     if unsupported:
         raise BadRequest(
@@ -119,9 +121,9 @@ async def everything(call: OperationCall) -> Response:
     if since is not None:
         date_range(since, "_since")
         criteria.append(("_lastUpdated", f"gt{since}"))
-    wanted = _wanted(call)
+    wanted = _wanted(query)
     matched, included = _types(call, wanted)
-    matches, next_cursor = await _page(call, matched, criteria, count)
+    matches, next_cursor = await _page(call, matched, criteria, count, query.get("_cursor"))
     seen = {f"{r.rtype}/{r.id}" for r in matches}
     refs = [ref for rec in matches for ref in references(rec.resource, included) if ref not in seen]
     found = await resolve(call, refs)

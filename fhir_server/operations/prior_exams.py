@@ -28,6 +28,7 @@ from fhir_server.operations._patient import (
     entry,
     months_ago,
     open_patient,
+    operation_params,
     patient_operation,
     positive_int,
     references,
@@ -117,12 +118,12 @@ def _outcome(families: ExamFamilies, coding: Coding, since: str, acts: int, repo
 
 
 async def prior_exams(call: OperationCall) -> Response:
-    """Answer ``GET Patient/[id]/$prior-exams``."""
+    """Answer ``GET`` (or ``POST``) ``Patient/[id]/$prior-exams``."""
     negotiate(call.request)
     await open_patient(call)
     settings = call.services.settings
     families = load_exam_families(settings.terminology_dir)
-    query = call.request.query_params
+    query = await operation_params(call)
     coding = _code(query.get("code"), families)
     months = positive_int(query.get("months"), "months", settings.prior_exams_months, _MAX_MONTHS)
     since = months_ago(months).isoformat()

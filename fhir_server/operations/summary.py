@@ -23,6 +23,7 @@ from fhir_server.operations._patient import (
     Json,
     months_ago,
     open_patient,
+    operation_params,
     patient_by_identifier,
     patient_operation,
     references,
@@ -46,10 +47,11 @@ def _resources(records: list[Record]) -> list[Json]:
 
 
 async def summary(call: OperationCall) -> Response:
-    """Answer ``GET Patient/[id]/$summary``."""
+    """Answer ``GET`` (or ``POST``) ``Patient/[id]/$summary``."""
     html = wants_html(call.request)
     known = _KNOWN if call.rid is not None else {*_KNOWN, "identifier"}
-    unsupported = sorted(k for k in call.request.query_params if k not in known)
+    params = await operation_params(call)
+    unsupported = sorted(k for k in params if k not in known)
     if unsupported:
         raise BadRequest(
             f"$summary does not support {', '.join(unsupported)}",
@@ -57,7 +59,7 @@ async def summary(call: OperationCall) -> Response:
             expression=unsupported[0],
         )
     if call.rid is None:
-        call = await patient_by_identifier(call, "summary")
+        call = await patient_by_identifier(call, "summary", params)
     patient = await open_patient(call)
     settings = call.services.settings
     medication_since = months_ago(settings.summary_medication_months).isoformat()

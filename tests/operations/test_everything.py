@@ -189,3 +189,13 @@ async def test_everything_refuses_bad_parameters(client: httpx.AsyncClient, reco
         assert r.status_code == 400, (params, r.text)
         assert r.json()["issue"][0]["expression"] == [name], params
     assert (await client.get("Patient/nobody/$everything")).status_code == 404
+
+
+async def test_everything_by_post(client: httpx.AsyncClient, record: dict[str, Any]) -> None:
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "_type", "valueString": "ExplanationOfBenefit"}],
+    }
+    r = await client.post(f"Patient/{record['pid']}/$everything", json=body)
+    assert r.status_code == 200, r.text
+    assert {ref.split("/")[0] for ref in _refs(r.json(), "match")} == {"ExplanationOfBenefit"}

@@ -169,3 +169,21 @@ async def test_the_operation_definition_is_served_and_advertised(client: httpx.A
     assert {"name": "prior-exams", "definition": definition["url"]}.items() <= next(
         op for op in patient["operation"] if op["name"] == "prior-exams"
     ).items()
+
+
+async def test_post_with_parameters_is_the_same_call(
+    client: httpx.AsyncClient, history: dict[str, Any]
+) -> None:
+    url = f"Patient/{history['pid']}/$prior-exams"
+    code = f"{CCAM}|ZBQK002"
+    by_get = _matches(await _prior(client, history, "gp_h", code=code, months="12"))
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "code", "valueString": code}, {"name": "months", "valueInteger": 12}],
+    }
+    r = await client.post(url, json=body, headers=history["gp_h"])
+    assert r.status_code == 200, r.text
+    assert _matches(r.json()) == by_get
+    for bad in ({"resourceType": "Patient"}, {"resourceType": "Parameters", "parameter": [{"name": "code"}]}):
+        r = await client.post(url, json=bad, headers=history["gp_h"])
+        assert r.status_code == 400, r.text
