@@ -5,7 +5,8 @@ through the API (one transaction Bundle: the patient, their attending doctor and
 ``--documents`` documents of the DMP types, ``--months`` months of reimbursements — consultations,
 imaging, biology, monthly pharmacy — allergies, treatments and the Consent that authorizes the doctor),
 then times ``--calls`` sequential ``$summary`` calls per caller: an operator (system token, no DMP
-policy), the attending doctor (professional token, DMP policy) and the HTML page for the doctor::
+policy), the attending doctor (professional token, DMP policy) and the HTML page for the doctor; a
+plain read of the Patient, ``$prior-exams`` and ``$everything`` are timed the same way for comparison::
 
     python bench/summary.py --calls 200 --documents 50 --months 12
 
@@ -325,6 +326,12 @@ async def bench(args: argparse.Namespace) -> int:
                 ("operator (system/*.*)", url, server.headers),
                 ("attending doctor (DMP policy)", url, doctor),
                 ("attending doctor, HTML page", f"{url}?_format=html", doctor),
+                (
+                    "for comparison: $prior-exams",
+                    f"{base}/Patient/{pid}/$prior-exams?code={CCAM}|ZBQK002",
+                    doctor,
+                ),
+                ("for comparison: $everything", f"{base}/Patient/{pid}/$everything?_count=200", doctor),
             ):
                 await _time_calls(client, target, headers, min(10, args.calls))  # warm-up
                 result = await _time_calls(client, target, headers, args.calls)

@@ -7,6 +7,7 @@ what the policy hides (a masked document, a type the profession may not read) is
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -169,15 +170,16 @@ async def resolve(call: OperationCall, refs: Iterable[str]) -> dict[str, Record]
         rtype, _, rid = ref.partition("/")
         if rid and rid not in by_type.setdefault(rtype, []):
             by_type[rtype].append(rid)
-    out: dict[str, Record] = {}
-    for rtype, ids in by_type.items():
-        if not call.access.allows(rtype, READ) or call.access.filter(rtype, READ) is DENY:
-            continue
-        restrict = call.access.restrict(rtype)
-        filt: Json = {"$and": [{"_id": {"$in": ids}}, restrict]} if restrict else {"_id": {"$in": ids}}
-        for rec in await call.services.repo.find(rtype, filt, len(ids), hint=choose_hint(rtype, filt)):
-            out[f"{rtype}/{rec.id}"] = rec
-    return out
+    found = await asyncio.gather(*(_fetch(call, rtype, ids) for rtype, ids in by_type.items()))
+    return {f"{rec.rtype}/{rec.id}": rec for records in found for rec in records}
+
+
+async def _fetch(call: OperationCall, rtype: str, ids: list[str]) -> list[Record]:
+    if not call.access.allows(rtype, READ) or call.access.filter(rtype, READ) is DENY:
+        return []
+    restrict = call.access.restrict(rtype)
+    filt: Json = {"$and": [{"_id": {"$in": ids}}, restrict]} if restrict else {"_id": {"$in": ids}}
+    return await call.services.repo.find(rtype, filt, len(ids), hint=choose_hint(rtype, filt))
 
 
 def months_ago(months: int, today: date | None = None) -> date:
