@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_server.config import Settings
 from fhir_server.dmp import demo_names, systems
@@ -43,3 +44,10 @@ def test_a_map_to_an_unknown_family_is_refused(tmp_path: Path) -> None:
     (tmp_path / CONCEPT_MAP_FILE).write_text(json.dumps(concept_map), "utf-8")
     with pytest.raises(RuntimeError, match="no-such-family"):
         load_exam_families(tmp_path)
+
+
+def test_the_terminology_files_are_valid_fhir_resources() -> None:
+    directory = Settings().terminology_dir
+    for name in (CODE_SYSTEM_FILE, CONCEPT_MAP_FILE, "CodeSystem-summary-sections.json"):
+        resource = json.loads((directory / name).read_text("utf-8"))
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)

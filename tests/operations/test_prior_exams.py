@@ -162,6 +162,7 @@ async def test_bad_or_missing_code_is_400_naming_the_parameter(
 
 async def test_the_operation_definition_is_served_and_advertised(client: httpx.AsyncClient) -> None:
     definition = (await client.get("OperationDefinition/prior-exams")).json()
+    get_fhir_model_class("OperationDefinition").model_validate(definition)
     assert definition["code"] == "prior-exams"
     assert {p["name"] for p in definition["parameter"]} == {"code", "months", "return"}
     statement = (await client.get("metadata")).json()
