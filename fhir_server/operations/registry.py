@@ -49,6 +49,9 @@ class Operation:
     instances: tuple[str, ...] = ()
     documentation: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The OperationDefinition resource, for operations this server defines itself (served at
+    # [base]/OperationDefinition/[id]); None for those HL7 defines.
+    resource: dict[str, Any] | None = None
 
     def invocable(self, rtype: str | None, rid: str | None) -> bool:
         """Whether this operation may be invoked at that level."""

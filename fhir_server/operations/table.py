@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from fhir_server.operations import dmp_statistics
+from typing import Any
+
+from fhir_server.operations import dmp_statistics, everything, prior_exams, summary
 from fhir_server.operations.registry import Operation
 
-OPERATIONS: tuple[Operation, ...] = (dmp_statistics.OPERATION,)
+OPERATIONS: tuple[Operation, ...] = (
+    dmp_statistics.OPERATION,
+    everything.OPERATION,
+    prior_exams.OPERATION,
+    summary.OPERATION,
+)
 
 
 def find(name: str) -> Operation | None:
     """The operation called ``name`` (without the ``$``)."""
     return next((op for op in OPERATIONS if op.name == name), None)
+
+
+def find_definition(oid: str) -> dict[str, Any] | None:
+    """The OperationDefinition with id ``oid`` of an operation this server defines itself."""
+    return next((op.resource for op in OPERATIONS if op.resource and op.resource.get("id") == oid), None)
