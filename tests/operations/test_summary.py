@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fhir.resources.R4B import get_fhir_model_class
 
+from tests.dmp.ins import fresh_nir
 from tests.operations.care import CHEST_XRAY, GLUCOSE, GP_VISIT, HBA1C, METFORMIN, days_ago, eob
 from tests.policy.dmp import consent, create, document, new_patient, patient_user, professional
 
@@ -241,7 +242,8 @@ async def test_summary_refuses_callers_outside_the_dmp(
 async def test_summary_by_identifier_within_reach(
     app: FastAPI, client: httpx.AsyncClient, dmp: dict[str, Any]
 ) -> None:
-    ins = "urn:oid:1.2.250.1.213.1.4.10|279035121518989"
+    nir = fresh_nir()  # consistent with the test patient's sex and birth date, unused elsewhere
+    ins = f"urn:oid:1.2.250.1.213.1.4.10|{nir}"
     current = (await client.get(f"Patient/{dmp['pid']}")).json()
     current["identifier"] = [{"system": ins.split("|")[0], "value": ins.split("|")[1]}]
     assert (await client.put(f"Patient/{dmp['pid']}", json=current)).status_code == 200
@@ -249,7 +251,7 @@ async def test_summary_by_identifier_within_reach(
     assert r.status_code == 200, r.text
     composition = r.json()["entry"][0]["resource"]
     assert composition["subject"]["reference"].endswith(f"Patient/{dmp['pid']}")
-    assert "INS 279035121518989" in composition["text"]["div"]
+    assert f"INS {nir}" in composition["text"]["div"]
     # Someone the patient did not authorize finds nobody by that identifier.
     stranger = await professional(app, await create(client, {"resourceType": "Practitioner"}), "10")
     r = await client.get("Patient/$summary", params={"identifier": ins}, headers=stranger)
