@@ -14,6 +14,8 @@ so any difference is an error. Rounds alternate the two tokens so that drift of 
 
     python bench/policy.py                          # 2,500 patients, over 100,000 resources
     python bench/policy.py --patients 100 --rounds 1 --seconds 5   # a quick run
+    python bench/policy.py --keep DIR      # load into DIR and keep it; then, without loading again:
+    python bench/policy.py --reuse DIR
 
 Prints the figures per phase, the cost of the policy per family (throughput and server CPU per search),
 then one JSON line with everything (the last line of output). Only 127.0.0.1 is contacted.
@@ -39,8 +41,12 @@ if _BENCH_DIR not in sys.path:
 import crud  # noqa: E402
 import search  # noqa: E402
 
+from fhir_server.config import Settings  # noqa: E402
 from fhir_server.dmp import systems  # noqa: E402
 from fhir_server.fhir.rest import ResourceService  # noqa: E402
+from fhir_server.search.engine import SearchEngine  # noqa: E402
+from fhir_server.storage.client import Mongo  # noqa: E402
+from fhir_server.storage.launcher import start_database  # noqa: E402
 from fhir_server.storage.repository import Repository  # noqa: E402
 
 Json = dict[str, Any]
@@ -49,6 +55,7 @@ _USER = "bench-medecin"
 # The password only exists for `users add`; the benchmark's token comes from `fhir-server token --user`.
 _PASSWORD = "bench-medecin-password"
 _CONSENT_BATCH = 500
+_RPPS = "10109999999"
 
 
 def consent(patient_id: str, practitioner_id: str) -> Json:
@@ -75,7 +82,7 @@ def consent(patient_id: str, practitioner_id: str) -> Json:
 def medecin() -> Json:
     return {
         "resourceType": "Practitioner",
-        "identifier": [{"system": systems.RPPS, "value": "10109999999"}],
+        "identifier": [{"system": systems.RPPS, "value": _RPPS}],
         "name": [{"family": "Bénichou", "given": ["Claire"]}],
         "qualification": [{"code": {"coding": [{"system": systems.PROFESSION, "code": "10"}]}}],
     }
@@ -94,8 +101,37 @@ def _cli(server: crud.Server, *args: str, stdin: str | None = None) -> str:
     return out.stdout.strip()
 
 
+async def reload(server: crud.Server, today: date) -> search.Loaded:
+    """The facts of data a previous run loaded and kept (``--keep``), read back from the database."""
+    assert server.data_dir is not None
+    db = await start_database(Settings(data_dir=server.data_dir, mongo_uri=""))
+    if db.owned:
+        raise RuntimeError("the server's embedded database was not found in its data directory")
+    mongo = Mongo(db.uri, "fhir")
+    engine = SearchEngine(Repository(mongo), f"{server.url}/fhir", 3600)
+    facts = search.Facts()
+    for rtype in (
+        "Patient",
+        "DocumentReference",
+        "ExplanationOfBenefit",
+        "AllergyIntolerance",
+        "MedicationStatement",
+    ):
+        found = [d["res"] async for d in mongo.db[rtype].find({"del": False}, {"res": 1})]
+        # Only the benchmark's own data (the médecin's traces and consents are not facts).
+        facts.add([r for r in found if rtype != "Patient" or r.get("name")])
+    print(f"reloaded  {dict(facts.counts)}", flush=True)
+    return search.Loaded(facts, mongo, engine, {"reused": str(server.data_dir), "today": today.isoformat()})
+
+
 async def add_professional(server: crud.Server, loaded: search.Loaded) -> dict[str, str]:
-    """Store the médecin and one permit per patient; return the headers of the médecin's token."""
+    """Store the médecin and one permit per patient (unless a reused data set has them); return the
+    headers of the médecin's token."""
+    found = await loaded.mongo.db["Practitioner"].find_one({"idx.identifier": f"{systems.RPPS}|{_RPPS}"})
+    if found is not None:
+        token = _cli(server, "token", "--scope", "user/*.rs", "--user", _USER)
+        print(f"médecin   Practitioner/{found['_id']} (reused)", flush=True)
+        return {"Authorization": f"Bearer {token}"}
     service = ResourceService(Repository(loaded.mongo), loaded.engine)
     [doctor] = await service.create_many([medecin()])
     patients = list(loaded.facts.patients)
@@ -162,7 +198,7 @@ TOKENS = ("system", "policy")
 async def bench(args: argparse.Namespace) -> int:
     # The search benchmark waits for other test runs before each phase; here there are many phases.
     search._QUIET_WAIT_S = args.quiet_wait
-    server = crud.start_server(args.keep)
+    server = crud.start_server(args.reuse or args.keep)
     today = date.today()
     print(f"machine   {json.dumps(crud.machine(), ensure_ascii=False)}")
     phases: list[Json] = []
@@ -175,7 +211,10 @@ async def bench(args: argparse.Namespace) -> int:
         await crud._wait_healthy(server.url, server.process)
         crud.authorize(server)
         dbs = [p.pid for p in crud.db_processes(server.pid)] if server.pid is not None else []
-        loaded = await search.load(server, args.patients, args.seed, today)
+        if args.reuse:
+            loaded = await reload(server, today)
+        else:
+            loaded = await search.load(server, args.patients, args.seed, today)
         headers = {"policy": await add_professional(server, loaded)}
         crud.authorize(server, "system/*.read")
         headers["system"] = server.headers
@@ -244,9 +283,12 @@ def main() -> int:
         "--quiet-wait", type=float, default=60.0, help="most seconds to wait for other test runs to end (60)"
     )
     parser.add_argument("--keep", metavar="DIR", help="data directory to use and keep (must be empty or new)")
+    parser.add_argument("--reuse", metavar="DIR", help="a data directory a --keep run loaded: no new load")
     args = parser.parse_args()
     if args.patients < 1 or args.clients < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--patients, --clients and --rounds must be at least 1, --seconds positive")
+    if args.reuse and not (Path(args.reuse) / "db").is_dir():
+        parser.error(f"--reuse {args.reuse}: no database there")
     if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
         parser.error(f"--keep {args.keep}: the directory is not empty")
     return asyncio.run(bench(args))

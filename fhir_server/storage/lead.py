@@ -12,6 +12,7 @@ into an index lookup and filters those candidates with the second; ``mongod`` me
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,32 +26,46 @@ Lead = Mapping[str, Any]
 _SCALARS = (str, int, float, bool, datetime)
 _LOWER = ("$gte", "$gt")
 _UPPER = ("$lte", "$lt")
+# Guessed index entries selected by a string prefix and by a one-sided range.
+PREFIX, RANGE = 100, 1_000_000
 
 
-def lead_condition(condition: Any) -> tuple[int, Any] | None:
-    """How selective a condition is as a lead (0 equality, 1 prefix, 2 range), and the condition to
-    lead with; None when an index lookup would not answer it exactly."""
+@dataclass(frozen=True)
+class Shape:
+    """What a condition selects from an index: ``entries`` guessed (per value when ``by_value``: the
+    caller weighs it by how selective one value of the field is), and the condition to lead with."""
+
+    entries: int
+    condition: Any
+    by_value: bool = False
+
+
+def lead_condition(condition: Any) -> Shape | None:
+    """How many index entries a condition may select, as a guess without knowing the field: the number
+    of values of an equality or ``$in`` (callers weigh it by how selective the field is), a fixed guess
+    for a prefix, a large one for a range; and the condition to lead with. None when an index lookup
+    would not answer it exactly."""
     if isinstance(condition, _SCALARS):
-        return 0, condition
+        return Shape(1, condition, by_value=True)
     if not isinstance(condition, dict) or len(condition) != 1:
         # Two bounds stay in the full query: on a multikey field they may hold for different values,
         # which an index interval would miss. One bound is always answered exactly.
         if isinstance(condition, dict):
             for op in (*_LOWER, *_UPPER):
                 if op in condition and isinstance(condition[op], _SCALARS):
-                    return 2, {op: condition[op]}
+                    return Shape(RANGE, {op: condition[op]})
         return None
     ((op, value),) = condition.items()
     if op == "$eq" and isinstance(value, _SCALARS):
-        return 0, value
+        return Shape(1, value, by_value=True)
     if op == "$in" and isinstance(value, list) and value and all(isinstance(v, _SCALARS) for v in value):
-        return 0, condition
+        return Shape(len(value), condition, by_value=True)
     if op == "$regex" and isinstance(value, str) and (prefix := literal_prefix(value)):
         # An interval holds every string with the prefix; whichever values of a multikey field the
         # index finds in it, the full query then keeps exactly the documents the pattern matches.
-        return 1, {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+        return Shape(PREFIX, {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)})
     if op in (*_LOWER, *_UPPER) and isinstance(value, _SCALARS):
-        return 2, condition
+        return Shape(RANGE, condition)
     return None
 
 
@@ -92,15 +107,15 @@ def conjuncts(query: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def lead_on(query: Mapping[str, Any], fields: Sequence[str]) -> Lead | None:
     """The first indexable top-level condition of ``query`` on one of ``fields`` (in that order)."""
-    found: dict[str, tuple[int, Any]] = {}
+    found: dict[str, Shape] = {}
     for part in conjuncts(query):
         for f, c in part.items():
             shape = lead_condition(c)
-            if shape is not None and (f not in found or shape[0] < found[f][0]):
+            if shape is not None and (f not in found or shape.entries < found[f].entries):
                 found[f] = shape
     for field in fields:
         if field in found:
-            return {field: found[field][1]}
+            return {field: found[field].condition}
     return None
 
 
