@@ -13,7 +13,7 @@ specialty code), ``patient`` (launch context). The access mode comes from the re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -28,6 +28,7 @@ from fhir_server.auth.labels import (
     local_reference,
 )
 from fhir_server.auth.matrix import Entry, Matrix
+from fhir_server.auth.policy_cache import remembered
 from fhir_server.fhir.errors import BadRequest, Forbidden
 from fhir_server.search.registry import compartment_params
 from fhir_server.storage.lead import distinct_led, find_led
@@ -244,31 +245,39 @@ async def _professional(
     if mode.name != NORMAL and mode.name not in entry.modes:
         raise Forbidden(f"the {mode.name} access mode is not open to {entry.label}", code="forbidden")
     refs = [who, f"{base}/{who}"] if base else [who]
-    permitted: set[str] = set()
-    blocked: set[str] = set()
-    mine = {"pol.act": who, "pol.on": True, "del": False}
-    for doc in await find_led(db, "Consent", mine, {"pol.act": who}, projection={"comp": 1, "pol": 1}):
-        effect = (doc.get("pol") or {}).get("eff")
-        (permitted if effect == "permit" else blocked if effect == "deny" else set()).update(
-            doc.get("comp") or []
-        )
-    attended = {"idx.general-practitioner": {"$in": refs}, "del": False}
-    attending = await distinct_led(
-        db, "Patient", "_id", attended, {"idx.general-practitioner": {"$in": refs}}
-    )
-    policy = Policy("professional", matrix, mode, who, entry, attending=frozenset(attending))
+
+    async def consents() -> tuple[frozenset[str], frozenset[str]]:
+        permitted: set[str] = set()
+        blocked: set[str] = set()
+        mine = {"pol.act": who, "pol.on": True, "del": False}
+        for doc in await find_led(db, "Consent", mine, {"pol.act": who}, projection={"comp": 1, "pol": 1}):
+            effect = (doc.get("pol") or {}).get("eff")
+            (permitted if effect == "permit" else blocked if effect == "deny" else set()).update(
+                doc.get("comp") or []
+            )
+        return frozenset(permitted), frozenset(blocked)
+
+    async def attended() -> frozenset[str]:
+        gp = {"idx.general-practitioner": {"$in": refs}}
+        return frozenset(await distinct_led(db, "Patient", "_id", {**gp, "del": False}, gp))
+
+    computes: dict[str, Callable[[], Awaitable[Any]]] = {f"act|{who}": consents, f"gp|{who}": attended}
+    if mode.name != NORMAL:
+        computes[f"pur|{mode.purpose}"] = lambda: _refusing(db, mode.purpose)
+    inputs = await remembered(db, computes)
+    permitted, blocked = inputs[f"act|{who}"]
+    policy = Policy("professional", matrix, mode, who, entry, attending=inputs[f"gp|{who}"])
     if mode.name == NORMAL:
-        policy.allowed = frozenset(permitted - blocked)
+        policy.allowed = permitted - blocked
     else:
-        refusing = await _refusing(db, mode.purpose)
-        policy.excluded = frozenset(blocked | set(refusing))
+        policy.excluded = blocked | inputs[f"pur|{mode.purpose}"]
     return policy
 
 
-async def _refusing(db: AsyncDatabase[dict[str, Any]], purpose: str) -> list[str]:
+async def _refusing(db: AsyncDatabase[dict[str, Any]], purpose: str) -> frozenset[str]:
     """The patients with an active refusal of ``purpose`` (an emergency mode, research)."""
     query = {"pol.pur": purpose, "pol.eff": "deny", "pol.on": True, "del": False}
-    return await distinct_led(db, "Consent", "comp", query, {"pol.pur": purpose})
+    return frozenset(await distinct_led(db, "Consent", "comp", query, {"pol.pur": purpose}))
 
 
 def text_claim(value: object) -> str | None:
@@ -287,8 +296,9 @@ async def build_policy(
             raise Forbidden(f"the {mode.name} access mode is for professionals", code="forbidden")
         return Policy(role or "patient", matrix, mode, patient=text_claim(claims.get("patient")))
     if role == "research":
-        objecting = await _refusing(db, RESEARCH_PURPOSE)
-        return Policy("research", matrix, mode, excluded=frozenset(objecting))
+        key = f"pur|{RESEARCH_PURPOSE}"
+        objecting = (await remembered(db, {key: lambda: _refusing(db, RESEARCH_PURPOSE)}))[key]
+        return Policy("research", matrix, mode, excluded=objecting)
     if role is not None and (entry := matrix.role(role)) is not None:
         if entry.refused:
             return Policy(

@@ -21,6 +21,7 @@ import jsonpatch
 
 from fhir_server.auth.access import Access
 from fhir_server.auth.labels import check_visibility, inherited, policy_labels
+from fhir_server.auth.policy_cache import bump, changed_inputs
 from fhir_server.auth.scopes import CREATE, DELETE, READ, UPDATE
 from fhir_server.dmp import lifecycle
 from fhir_server.fhir.dates import instant, now_ms
@@ -245,6 +246,12 @@ class ResourceService:
         if citing:
             new = dataclasses.replace(new, compartments=citing[1])
         await self.repo.put(new, current.version if current else None, session)
+        before = current.resource if current else None
+        await bump(
+            self.repo.db,
+            changed_inputs(rtype, [policy_labels(rtype, before or {}), new.labels], [before, new.resource]),
+            session,
+        )
         # The DMP rules (INS, one DMP per INS, channel, closed DMPs) see every write path here.
         await lifecycle.on_write(self, current, new, session)
         if rtype == "DocumentReference" and resource is not None:
@@ -270,6 +277,8 @@ class ResourceService:
 
         async def run(s: Session) -> None:
             await self.repo.put_many(versions, s)
+            changed = {k for v in versions for k in changed_inputs(v.rtype, [v.labels], [v.resource])}
+            await bump(self.repo.db, changed, s)
             await lifecycle.on_create_many(self, versions, s)
             for v in versions:
                 if v.rtype == "DocumentReference":
