@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from fhir_server.operations import expand, lookup, validate, validate_code
 from fhir_server.operations.registry import Operation
 
-OPERATIONS: tuple[Operation, ...] = ()
+OPERATIONS: tuple[Operation, ...] = (
+    validate.OPERATION,
+    lookup.OPERATION,
+    expand.OPERATION,
+    validate_code.OPERATION,
+)
 
 
 def find(name: str) -> Operation | None:

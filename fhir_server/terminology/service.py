@@ -55,10 +55,11 @@ class Terminology:
     """The terminology resources of one folder, by type and id and by canonical url."""
 
     def __init__(self, resources: list[Json]) -> None:
+        self._resources = resources
         self._by_id: dict[tuple[str, str], Json] = {}
         self._by_url: dict[tuple[str, str], Json] = {}
         for res in resources:
-            self._by_id[(res["resourceType"], res["id"])] = res
+            self._by_id[(res["resourceType"], str(res.get("id", "")))] = res
             if "url" in res:
                 self._by_url[(res["resourceType"], res["url"])] = res
         self._expansions: dict[str, _Expansion] = {}
@@ -146,6 +147,15 @@ class Terminology:
             return list(exp.concepts)
         needle = _fold(text)
         return [c for c in exp.concepts if needle in _fold(c.code) or needle in _fold(c.display or "")]
+
+    def listed(self, url: str) -> list[Concept]:
+        """The codes a local value set lists (without the whole systems it cannot enumerate)."""
+        exp = self._expansion(url)
+        return list(exp.concepts) if exp else []
+
+    def with_resource(self, resource: Json) -> Terminology:
+        """This terminology plus one more resource (an inline value set of an operation)."""
+        return Terminology([*self._resources, resource])
 
     # -- code systems ------------------------------------------------------------------------------
 
