@@ -107,7 +107,8 @@ async def read_inputs(request: Request, declared: dict[str, Param], max_bytes: i
                 f"parameter '{name}' ({spec.type}) can only be given in a Parameters body", expression=name
             )
         _add(inputs, declared, name, _convert(name, spec.type if spec else "string", raw))
-    if request.method != "POST":
+    no_body = request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers
+    if request.method != "POST" or no_body:
         return inputs
     body = parse_json(await read_body(request, max_bytes))
     if not isinstance(body, dict):

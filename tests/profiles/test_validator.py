@@ -1,0 +1,191 @@
+"""The generic validator (fhir_server/profiles/validator.py) on the base R4 definitions and the DMP
+profiles, without a database."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_server.fhir.validation import structure_issues
+from fhir_server.profiles.registry import BASE, default_profiles
+from tests.api.test_examples import NAMES, example
+from tests.profiles.examples import EXAMPLES, SD, profile_example
+
+P = default_profiles()
+RESOURCE_PROFILES = sorted(url.removeprefix(SD) for url in P.dmp_profiles().values())
+
+
+def _errors(resource: dict[str, Any], url: str, full: bool = True) -> set[tuple[str, str]]:
+    return {(i.code, i.expression or "") for i in P.validate(resource, url, full) if i.severity == "error"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hl7_example_has_no_error_against_its_base_definition(name: str) -> None:
+    resource = example(name)
+    issues = [i for i in P.validate(resource, BASE + resource["resourceType"]) if i.severity == "error"]
+    assert issues == []
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if P.dmp_profile(example(n)["resourceType"])])
+def test_hl7_example_passes_the_vocabulary_check_of_the_dmp_profile(name: str) -> None:
+    resource = example(name)
+    assert _errors(resource, P.dmp_profile(resource["resourceType"]) or "", full=False) == set()
+
+
+def test_every_resource_profile_has_a_good_and_a_bad_example() -> None:
+    names = {p.name for p in EXAMPLES.glob("*.json")}
+    for profile in [*RESOURCE_PROFILES, "dmp-creation-channel"]:
+        assert len([n for n in names if f"-{profile}-good" in n]) == 1, profile
+        assert len([n for n in names if f"-{profile}-bad" in n]) == 1, profile
+
+
+@pytest.mark.parametrize("profile", RESOURCE_PROFILES)
+def test_good_example_is_valid_and_claims_its_profile(profile: str) -> None:
+    (path,) = EXAMPLES.glob(f"*-{profile}-good.json")
+    resource = json.loads(path.read_text("utf-8"))
+    assert resource["meta"]["profile"] == [SD + profile]
+    assert structure_issues(resource, resource["resourceType"]) == []
+    assert P.validate(resource, SD + profile) == []  # not even a warning
+
+
+BAD = {
+    "dmp-patient": {
+        ("code-invalid", "Patient.extension[0].value"),  # channel "mairie"
+        ("structure", "Patient.identifier"),  # two INS-NIR
+        ("invariant", "Patient.identifier[0]"),  # wrong NIR key
+        ("value", "Patient.identifier[0].use"),  # INS-NIR with use "usual"
+        ("required", "Patient.birthDate"),
+    },
+    "dmp-documentreference": {
+        ("code-invalid", "DocumentReference.meta.security[0]"),  # not a TRE_A07 label
+        ("code-invalid", "DocumentReference.type"),  # LOINC outside JDV_J66
+        ("code-invalid", "DocumentReference.category[0]"),  # not a TRE_A03 class
+        ("structure", "DocumentReference.subject"),  # a Group, not a Patient
+        ("required", "DocumentReference.author"),
+        ("invariant", "DocumentReference.content[0].attachment"),  # neither url nor data
+        ("required", "DocumentReference.content[0].attachment.contentType"),
+    },
+    "dmp-allergyintolerance": {
+        ("required", "AllergyIntolerance.clinicalStatus"),
+        ("required", "AllergyIntolerance.code"),
+        ("required", "AllergyIntolerance.recorder"),
+    },
+    "dmp-medicationstatement": {
+        ("code-invalid", "MedicationStatement.medication"),  # RxNorm, not CIP13/UCD
+        ("required", "MedicationStatement.effective"),
+        ("required", "MedicationStatement.dateAsserted"),
+    },
+    "dmp-claim": {
+        ("value", "Claim.use"),
+        ("code-invalid", "Claim.item[0].productOrService"),
+        ("required", "Claim.item[0].serviced"),
+        ("value", "Claim.item[0].net.currency"),
+    },
+    "dmp-explanationofbenefit": {
+        ("required", "ExplanationOfBenefit.claim"),
+        ("required", "ExplanationOfBenefit.payment"),
+        ("invariant", "ExplanationOfBenefit.item[0]"),  # no benefit adjudication
+        ("value", "ExplanationOfBenefit.item[0].adjudication[0].amount.currency"),
+    },
+}
+
+
+@pytest.mark.parametrize("profile", RESOURCE_PROFILES)
+def test_bad_example_fails_with_the_expected_issues(profile: str) -> None:
+    (path,) = EXAMPLES.glob(f"*-{profile}-bad.json")
+    resource = json.loads(path.read_text("utf-8"))
+    assert structure_issues(resource, resource["resourceType"]) == []  # valid R4, invalid DMP
+    assert _errors(resource, SD + profile) == BAD[profile]
+
+
+def test_bad_example_messages_name_the_rule() -> None:
+    issues = P.validate(profile_example("Patient-dmp-patient-bad"), SD + "dmp-patient")
+    messages = [i.diagnostics for i in issues if i.severity == "error"]
+    assert any("dmp-pat-3" in m and "modulo 97" in m for m in messages)
+    assert any("at most 1 allowed, found 2" in m and "INS-NIR" in m for m in messages)
+    assert any("must be exactly 'official'" in m for m in messages)
+
+
+def test_extension_examples() -> None:
+    url = SD + "dmp-creation-channel"
+    assert P.validate(profile_example("Extension-dmp-creation-channel-good"), url) == []
+    bad = P.validate(profile_example("Extension-dmp-creation-channel-bad"), url)
+    assert [(i.code, i.expression) for i in bad] == [("structure", "Extension.value")]
+    assert "allows Coding" in bad[0].diagnostics
+
+
+def test_vocabulary_check_refuses_unknown_codes_of_dmp_systems_only() -> None:
+    doc = profile_example("DocumentReference-dmp-documentreference-bad")
+    # Without the claim: missing author, a Group subject, a foreign LOINC type pass; the DMP's own
+    # code systems (visibility label, class) do not.
+    assert _errors(doc, SD + "dmp-documentreference", full=False) == {
+        ("code-invalid", "DocumentReference.meta.security[0]"),
+        ("code-invalid", "DocumentReference.category[0].coding[0]"),
+    }
+    patient = profile_example("Patient-dmp-patient-bad")
+    assert _errors(patient, SD + "dmp-patient", full=False) == {
+        ("code-invalid", "Patient.extension[0].value")
+    }
+
+
+def test_check_applies_claimed_profiles_in_full_and_ignores_unknown_ones() -> None:
+    minimal = {"resourceType": "Patient", "name": [{"family": "Durand"}]}
+    assert P.check(minimal) == []
+    claimed = {**minimal, "meta": {"profile": [SD + "dmp-patient"]}}
+    assert ("invariant", "Patient") in {(i.code, i.expression) for i in P.check(claimed)}  # dmp-pat-1: no INS
+    unknown = {**minimal, "meta": {"profile": ["http://example.org/StructureDefinition/other"]}}
+    assert P.check(unknown) == []
+
+
+def test_base_invariants_and_reference_targets_are_checked() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "contact": [{"gender": "male"}],
+        "generalPractitioner": [{"reference": "Claim/1"}],
+    }
+    errors = _errors(patient, BASE + "Patient")
+    assert ("invariant", "Patient.contact[0]") in errors  # pat-1
+    assert ("structure", "Patient.generalPractitioner[0]") in errors
+
+
+def test_validation_does_not_change_the_resource() -> None:
+    resource = profile_example("Claim-dmp-claim-bad")
+    before = copy.deepcopy(resource)
+    P.validate(resource, SD + "dmp-claim")
+    assert resource == before
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "fhir-r4"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the HL7 definitions are not available")
+def test_committed_snapshots_are_what_the_generator_makes() -> None:
+    import scripts.gen_profiles as gen
+
+    bases = gen._load_bases(SHARED / "structuredefinitions")
+    for path in sorted((EXAMPLES.parent / "differentials").glob("*.json")):
+        spec = json.loads(path.read_text("utf-8"))
+        committed = json.loads(
+            (EXAMPLES.parent / f"StructureDefinition-{spec['id']}.json").read_text("utf-8")
+        )
+        assert gen.build_profile(spec, bases) == committed, f"rerun scripts/gen_profiles.py ({spec['id']})"
+
+
+def test_demo_data_conforms_to_the_dmp_profiles() -> None:
+    from datetime import date
+
+    from fhir_server.dmp.demo import DemoOptions, generate
+
+    checked: set[str] = set()
+    for chunk in generate(DemoOptions(20, 3, date(2026, 11, 1))):
+        for entry in chunk.bundle["entry"]:
+            resource = entry["resource"]
+            url = P.dmp_profile(resource["resourceType"])
+            if url is not None:
+                checked.add(resource["resourceType"])
+                assert _errors(resource, url) == set(), resource["id"]
+    assert checked == {"Patient", "DocumentReference", "AllergyIntolerance", "MedicationStatement"}
