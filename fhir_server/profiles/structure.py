@@ -87,10 +87,8 @@ class Structure:
     name: str
     type: str
     kind: str
-    base: str | None
     root: Node
     by_path: dict[str, Node]
-    source: Json
 
     def node_at(self, path: str) -> Node | None:
         """The node of a path without slices (``Patient.contact``): for ``contentReference``."""
@@ -191,8 +189,6 @@ def load_structure(sd: Json) -> Structure:
         name=sd.get("name", sd["url"]),
         type=sd["type"],
         kind=sd.get("kind", "resource"),
-        base=sd.get("baseDefinition"),
         root=root,
         by_path=by_path,
-        source=sd,
     )

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import scripts.gen_profiles as gen
+from fhir_server.dmp.demo import DemoOptions, generate
 from fhir_server.fhir.validation import structure_issues
-from fhir_server.profiles.registry import BASE, default_profiles
+from fhir_server.profiles.registry import BASE, Profiles, default_profiles
 from tests.api.test_examples import NAMES, example
 from tests.profiles.examples import EXAMPLES, SD, profile_example
 
@@ -164,8 +167,6 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "fhir-r4"
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the HL7 definitions are not available")
 def test_committed_snapshots_are_what_the_generator_makes() -> None:
-    import scripts.gen_profiles as gen
-
     bases = gen._load_bases(SHARED / "structuredefinitions")
     for path in sorted((EXAMPLES.parent / "differentials").glob("*.json")):
         spec = json.loads(path.read_text("utf-8"))
@@ -176,10 +177,6 @@ def test_committed_snapshots_are_what_the_generator_makes() -> None:
 
 
 def test_demo_data_conforms_to_the_dmp_profiles() -> None:
-    from datetime import date
-
-    from fhir_server.dmp.demo import DemoOptions, generate
-
     checked: set[str] = set()
     for chunk in generate(DemoOptions(20, 3, date(2026, 11, 1))):
         for entry in chunk.bundle["entry"]:
@@ -189,3 +186,69 @@ def test_demo_data_conforms_to_the_dmp_profiles() -> None:
                 checked.add(resource["resourceType"])
                 assert _errors(resource, url) == set(), resource["id"]
     assert checked == {"Patient", "DocumentReference", "AllergyIntolerance", "MedicationStatement"}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the HL7 definitions are not available")
+def test_pattern_values_and_closed_slicing_from_any_differential() -> None:
+    url = "http://example.org/StructureDefinition/phones-only"
+    spec = {
+        "id": "phones-only",
+        "url": url,
+        "name": "PhonesOnly",
+        "title": "Phones only",
+        "description": "A test profile.",
+        "baseDefinition": BASE + "Patient",
+        "differential": {
+            "element": [
+                {
+                    "id": "Patient.maritalStatus",
+                    "path": "Patient.maritalStatus",
+                    "patternCodeableConcept": {"text": "M"},
+                },
+                {
+                    "id": "Patient.telecom",
+                    "path": "Patient.telecom",
+                    "slicing": {"discriminator": [{"type": "pattern", "path": "system"}], "rules": "closed"},
+                },
+                {
+                    "id": "Patient.telecom:phone",
+                    "path": "Patient.telecom",
+                    "sliceName": "phone",
+                    "min": 1,
+                    "max": "1",
+                },
+                {
+                    "id": "Patient.telecom:phone.system",
+                    "path": "Patient.telecom.system",
+                    "patternCode": "phone",
+                },
+                {"id": "Patient.telecom:phone.value", "path": "Patient.telecom.value", "min": 1},
+            ]
+        },
+    }
+    profiles = Profiles(
+        [gen.build_profile(spec, gen._load_bases(SHARED / "structuredefinitions"))], P.terminology
+    )
+
+    def errors(resource: dict[str, Any]) -> set[tuple[str, str]]:
+        return {
+            (i.code, i.expression or "") for i in profiles.validate(resource, url) if i.severity == "error"
+        }
+
+    good = {
+        "resourceType": "Patient",
+        "maritalStatus": {"coding": [{"code": "x"}], "text": "M"},
+        "telecom": [{"system": "phone", "value": "01 02 03 04 05"}],
+    }
+    assert errors(good) == set()
+    bad = {
+        "resourceType": "Patient",
+        "maritalStatus": {"text": "S"},
+        "telecom": [{"system": "email", "value": "a@b.fr"}, {"system": "phone"}],
+    }
+    assert errors(bad) == {
+        ("value", "Patient.maritalStatus"),
+        ("structure", "Patient.telecom[0]"),  # fits no slice of a closed slicing
+        ("required", "Patient.telecom[1].value"),
+    }
+    assert ("required", "Patient.telecom") in errors({"resourceType": "Patient"})  # the phone slice is 1..1
