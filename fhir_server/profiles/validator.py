@@ -137,7 +137,7 @@ class _Run:
         for c in node.constraints:
             if c.key in skip:
                 continue
-            if invariants.holds(c.expression, item.value, type_path, self.resource) is False:
+            if invariants.holds(c.key, c.expression, item.value, type_path, self.resource) is False:
                 severity = "warning" if c.severity == "warning" else "error"
                 self._issue("invariant", f"{c.key}: {c.human} ({c.expression})", item.expr, severity)
 
