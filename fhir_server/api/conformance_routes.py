@@ -20,6 +20,7 @@ from fhir_server.api.security import request_access
 from fhir_server.fhir.errors import MethodNotAllowed, NotFound
 from fhir_server.profiles.registry import default_profiles
 from fhir_server.terminology.service import TYPES as TERMINOLOGY_TYPES
+from fhir_server.terminology.service import default_terminology
 
 Json = dict[str, Any]
 CONFORMANCE_TYPES = ("StructureDefinition", *TERMINOLOGY_TYPES)
@@ -30,10 +31,9 @@ conformance_router = APIRouter()
 
 def conformance_resources(rtype: str) -> list[Json]:
     """Every resource of a conformance type, by id."""
-    profiles = default_profiles()
     if rtype == "StructureDefinition":
-        return profiles.definitions()
-    return profiles.terminology.all(rtype)
+        return default_profiles().definitions()
+    return default_terminology().all(rtype)
 
 
 def _matches(resource: Json, params: list[tuple[str, str]]) -> bool:

@@ -18,8 +18,7 @@ from fhir_server.fhir.dates import instant, now_ms
 from fhir_server.fhir.errors import BadRequest, NotFound, Unprocessable
 from fhir_server.operations.inputs import Inputs, Param, read_inputs
 from fhir_server.operations.registry import Operation, OperationCall
-from fhir_server.profiles.registry import default_profiles
-from fhir_server.terminology.service import Terminology, TerminologyError
+from fhir_server.terminology.service import Terminology, TerminologyError, default_terminology
 
 Json = dict[str, Any]
 _INPUTS = {
@@ -38,7 +37,7 @@ _INPUTS = {
 
 def target_valueset(call: OperationCall, inputs: Inputs) -> tuple[Terminology, Json]:
     """The value set an invocation is about (by id, url or inline), and the terminology to use."""
-    terms = default_profiles().terminology
+    terms = default_terminology()
     inline = inputs.get("valueSet")
     if isinstance(inline, dict):
         if inline.get("resourceType") != "ValueSet" or not inline.get("url"):

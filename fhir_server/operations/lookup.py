@@ -13,7 +13,7 @@ from fhir_server.api.http import json_response
 from fhir_server.fhir.errors import BadRequest, NotFound
 from fhir_server.operations.inputs import Param, output_parameters, read_inputs
 from fhir_server.operations.registry import Operation, OperationCall
-from fhir_server.profiles.registry import default_profiles
+from fhir_server.terminology.service import default_terminology
 
 _INPUTS = {
     "code": Param("code"),
@@ -35,7 +35,7 @@ async def _handle(call: OperationCall) -> Response:
         system, code = inputs.text("system"), inputs.text("code")
     if not isinstance(system, str) or not isinstance(code, str):
         raise BadRequest("$lookup needs system and code (or a coding)", code="required", expression="code")
-    terms = default_profiles().terminology
+    terms = default_terminology()
     cs = terms.by_url("CodeSystem", system)
     if cs is None:
         raise NotFound(f"the code system {system} is not known here", expression="system")

@@ -19,8 +19,7 @@ from fhir_server.fhir.errors import BadRequest
 from fhir_server.operations.expand import target_valueset
 from fhir_server.operations.inputs import Inputs, Param, output_parameters, read_inputs
 from fhir_server.operations.registry import Operation, OperationCall
-from fhir_server.profiles.registry import default_profiles
-from fhir_server.terminology.service import Terminology
+from fhir_server.terminology.service import Terminology, default_terminology
 
 Json = dict[str, Any]
 _INPUTS = {
@@ -81,7 +80,7 @@ def _check(terms: Terminology, url: str, coding: Json) -> tuple[bool, str | None
 
 async def _handle(call: OperationCall) -> Response:
     inputs = await read_inputs(call.request, _INPUTS, call.services.settings.max_body_bytes)
-    terms = default_profiles().terminology
+    terms = default_terminology()
     url = inputs.text("url")
     by_url = call.rid is None and inputs.get("valueSet") is None and url is not None
     if not (by_url and url and not terms.is_local(url) and r4_valueset(url) is not None):

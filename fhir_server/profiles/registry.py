@@ -27,7 +27,7 @@ from fhir_server.config import Settings
 from fhir_server.fhir.errors import Issue
 from fhir_server.profiles.structure import Structure, load_structure
 from fhir_server.profiles.validator import validate
-from fhir_server.terminology.service import Terminology, load_terminology
+from fhir_server.terminology.service import Terminology, default_terminology
 
 Json = dict[str, Any]
 BASE = "http://hl7.org/fhir/StructureDefinition/"
@@ -141,6 +141,4 @@ def load_profiles(directory: Path, terminology: Terminology, enforced: bool = Fa
 def default_profiles() -> Profiles:
     """The profiles and terminology of the process's settings (one instance per process)."""
     settings = Settings()
-    return load_profiles(
-        settings.profiles_dir, load_terminology(settings.terminology_dir), settings.profiles_enforced
-    )
+    return load_profiles(settings.profiles_dir, default_terminology(), settings.profiles_enforced)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fhir_server.config import Settings
 from fhir_server.fhir.bindings import r4_valueset
 
 Json = dict[str, Any]
@@ -191,3 +193,9 @@ def load_terminology(directory: Path) -> Terminology:
         if isinstance(data, dict) and data.get("resourceType") in TYPES and data.get("id"):
             resources.append(data)
     return Terminology(resources)
+
+
+@cache
+def default_terminology() -> Terminology:
+    """The terminology of the process's settings (``FHIR_TERMINOLOGY_DIR``), loaded once."""
+    return load_terminology(Settings().terminology_dir)
