@@ -255,3 +255,10 @@ def test_pattern_values_and_closed_slicing_from_any_differential() -> None:
         ("required", "Patient.telecom[1].value"),
     }
     assert ("required", "Patient.telecom") in errors({"resourceType": "Patient"})  # the phone slice is 1..1
+
+
+def test_enforced_profiles_apply_in_full_without_a_claim() -> None:
+    enforced = Profiles(P.definitions(), P.terminology, enforced=True)
+    minimal = {"resourceType": "Patient", "name": [{"family": "Durand"}]}
+    assert ("required", "Patient.birthDate") in {(i.code, i.expression) for i in enforced.check(minimal)}
+    assert enforced.check({"resourceType": "Practitioner"}) == []  # no DMP profile for Practitioner
