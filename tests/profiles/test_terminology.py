@@ -155,3 +155,23 @@ async def test_validate_code_knows_the_r4_value_sets(client: httpx.AsyncClient) 
         _out(await client.get("ValueSet/$validate-code", params={"url": gender, "code": "f"}))["result"]
         is False
     )
+
+
+async def test_expand_and_validate_code_take_an_inline_value_set(client: httpx.AsyncClient) -> None:
+    inline = {
+        "resourceType": "ValueSet",
+        "url": "http://example.org/ValueSet/imaging-classes",
+        "status": "draft",
+        "compose": {
+            "include": [{"system": CLASSES, "concept": [{"code": "31", "display": "Imagerie médicale"}]}]
+        },
+    }
+    body = {"resourceType": "Parameters", "parameter": [{"name": "valueSet", "resource": inline}]}
+    expanded = (await client.post("ValueSet/$expand", json=body)).json()
+    assert [c["code"] for c in expanded["expansion"]["contains"]] == ["31"]
+    body["parameter"].append({"name": "coding", "valueCoding": {"system": CLASSES, "code": "10"}})
+    assert _out(await client.post("ValueSet/$validate-code", json=body))["result"] is False
+    by_id = await client.get(
+        "ValueSet/JDV-J57-ClassCode-DMP/$validate-code", params={"system": CLASSES, "code": "10"}
+    )
+    assert _out(by_id) == {"result": True, "display": "Compte rendu"}
