@@ -114,13 +114,19 @@ class Profiles:
     def check(self, resource: Json) -> list[Issue]:
         """The write-time profile issues of ``resource`` (errors and warnings)."""
         rtype = str(resource.get("resourceType", ""))
-        claimed = [
-            u
-            for u in (resource.get("meta") or {}).get("profile", ())
-            if isinstance(u, str) and self.structure(u)
-        ]
+        claimed: list[str] = []
         issues: list[Issue] = []
-        for url in claimed:
+        for i, url in enumerate((resource.get("meta") or {}).get("profile", ())):
+            structure = self.structure(url) if isinstance(url, str) else None
+            if structure is None:
+                continue
+            if structure.type != rtype:
+                where = f"{rtype}.meta.profile[{i}]"
+                issues.append(
+                    Issue("invalid", f"{where}: {url} constrains {structure.type}", expression=where)
+                )
+                continue
+            claimed.append(url)
             issues += self.validate(resource, url)
         dmp = self.dmp_profile(rtype)
         if dmp is not None and dmp not in {u.split("|")[0] for u in claimed}:

@@ -142,6 +142,10 @@ def test_check_applies_claimed_profiles_in_full_and_ignores_unknown_ones() -> No
     assert ("invariant", "Patient") in {(i.code, i.expression) for i in P.check(claimed)}  # dmp-pat-1: no INS
     unknown = {**minimal, "meta": {"profile": ["http://example.org/StructureDefinition/other"]}}
     assert P.check(unknown) == []
+    other_type = {**minimal, "meta": {"profile": [BASE + "Patient", SD + "dmp-claim"]}}
+    assert [(i.code, i.expression) for i in P.check(other_type) if i.severity == "error"] == [
+        ("invalid", "Patient.meta.profile[1]")
+    ]
 
 
 def test_base_invariants_and_reference_targets_are_checked() -> None:
