@@ -8,8 +8,9 @@ with the request itself (unknown profile, bad mode) is a 400.
 
 What is checked: the R4 structure (as on write), then either the nominated ``profile`` in full, or the
 base definition of the type in full (its invariants and bindings) plus what a write applies (claimed
-profiles in full, the DMP profile of the type). ``update`` also checks the id; ``delete`` checks that
-the resource exists and that the caller may delete it.
+profiles in full, the DMP profile of the type), and for a document the write's rule on its visibility
+labels. ``update`` also checks the id; ``delete`` checks that the resource exists and that the caller
+may delete it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from starlette.responses import Response
 
 from fhir_server.api.http import json_response
+from fhir_server.auth.labels import check_visibility, policy_labels
 from fhir_server.auth.scopes import DELETE
 from fhir_server.fhir.errors import BadRequest, FhirError, Issue, operation_outcome
 from fhir_server.fhir.registry import SERVED_TYPES
@@ -75,7 +77,13 @@ async def _handle(call: OperationCall) -> Response:
         issues.append(
             Issue("invariant", f"an update of {rtype}/{call.rid} needs the id '{call.rid}'", expression="id")
         )
-    return _outcome(call, issues + resource_issues(resource, rtype, profile))
+    issues += resource_issues(resource, rtype, profile)
+    if rtype == "DocumentReference":
+        # The write path's own rule on visibility labels (not a profile rule: it depends on a setting).
+        problem = check_visibility(policy_labels(rtype, resource), resources.allow_invisible_and_masked)
+        if problem:
+            issues.append(Issue("business-rule", problem, expression="DocumentReference.meta.security"))
+    return _outcome(call, issues)
 
 
 def _outcome(call: OperationCall, issues: list[Issue]) -> Response:

@@ -110,3 +110,12 @@ async def test_delete_mode_needs_an_existing_resource(client: httpx.AsyncClient)
         await client.post("Patient/no-such-patient/$validate", params={"mode": "delete"})
     ).status_code == 404
     assert (await client.post("Patient/$validate", params={"mode": "delete"})).status_code == 400
+
+
+async def test_the_write_rule_on_visibility_labels_is_reported(client: httpx.AsyncClient) -> None:
+    doc = profile_example("DocumentReference-dmp-documentreference-good")
+    system = doc["meta"]["security"][0]["system"]
+    doc["meta"]["security"].append({"system": system, "code": "INVISIBLE_PATIENT"})
+    assert ("business-rule", "DocumentReference.meta.security") in _errors(
+        await client.post("DocumentReference/$validate", json=doc)
+    )
