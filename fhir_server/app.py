@@ -89,7 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
                 )
                 resources = ResourceService(
-                    repo, engine, allow_invisible_and_masked=matrix.allow_invisible_and_masked
+                    repo,
+                    engine,
+                    allow_invisible_and_masked=matrix.allow_invisible_and_masked,
+                    retention_years=settings.dmp_retention_years,
                 )
                 options = SearchOptions(settings.default_page_size, settings.max_page_size)
                 bundles = BundleProcessor(resources, settings.fhir_base, options, settings.max_bundle_entries)

@@ -1,5 +1,5 @@
-"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, ``demo-data``, and ``users``,
-``clients``, ``token`` (:mod:`fhir_server.auth.cli`).
+"""The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, ``demo-data``, ``purge-closed``,
+and ``users``, ``clients``, ``token`` (:mod:`fhir_server.auth.cli`).
 
 Commands that need the database accept ``--data-dir`` (or ``FHIR_DATA_DIR``) and honour
 ``FHIR_MONGO_URI``; with the embedded database they reach the one a running server started, or start it
@@ -130,9 +130,8 @@ async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
                 repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
             )
             options = SearchOptions(settings.default_page_size, settings.max_page_size)
-            yield BundleProcessor(
-                ResourceService(repo, engine), settings.fhir_base, options, settings.max_bundle_entries
-            )
+            service = ResourceService(repo, engine, retention_years=settings.dmp_retention_years)
+            yield BundleProcessor(service, settings.fhir_base, options, settings.max_bundle_entries)
         finally:
             await mongo.close()
 
@@ -171,6 +170,30 @@ def _demo_data(args: argparse.Namespace) -> int:
     print(
         f"reimbursement extract written to {extract}; import it with: fhir-server import-reimbursements {extract}"
     )
+    return 0
+
+
+def _purge_closed(args: argparse.Namespace) -> int:
+    from fhir_server.dmp.purge import purge_closed
+    from fhir_server.storage.client import Mongo
+    from fhir_server.storage.launcher import database
+    from fhir_server.storage.repository import Repository
+
+    settings = _settings(args)
+    _logging("WARNING")
+
+    async def run() -> str:
+        async with database(settings) as db:
+            mongo = Mongo(db.uri, settings.mongo_db)
+            try:
+                report = await purge_closed(
+                    Repository(mongo), settings.dmp_retention_years, args.as_of, args.dry_run
+                )
+            finally:
+                await mongo.close()
+        return "\n".join([*report.lines, report.describe()])
+
+    print(asyncio.run(run()))
     return 0
 
 
@@ -227,6 +250,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     data_dir(demo)
     demo.set_defaults(func=_demo_data)
+
+    purge = sub.add_parser(
+        "purge-closed",
+        help="remove every version of the DMPs closed more than FHIR_DMP_RETENTION_YEARS (10) years ago",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say what would be purged; change nothing")
+    purge.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=date.today(),
+        help="count the retention period up to this date, YYYY-MM-DD (default today)",
+    )
+    data_dir(purge)
+    purge.set_defaults(func=_purge_closed)
 
     from fhir_server.auth.cli import add_commands
 

@@ -79,6 +79,8 @@ class Settings:
     upstream_scope: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_SCOPE", "openid"))
     # JSON object: our claim name -> dotted path in the upstream id_token/userinfo claims ("rpps" required).
     upstream_claims: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLAIMS", '{"rpps": "rpps"}'))
+    # Years a closed DMP is kept (and may be reopened) before `fhir-server purge-closed` removes it.
+    dmp_retention_years: int = field(default_factory=lambda: _env_int("FHIR_DMP_RETENTION_YEARS", 10))
     # The folder of the habilitation matrix (habilitations.json and its schema) and code systems.
     terminology_dir: Path = field(
         default_factory=lambda: Path(

@@ -30,6 +30,7 @@ from fhir_server.auth.labels import (
 from fhir_server.auth.matrix import Entry, Matrix
 from fhir_server.fhir.errors import BadRequest, Forbidden
 from fhir_server.search.registry import compartment_params
+from fhir_server.storage.lead import distinct_led, find_led
 
 Filter = dict[str, Any]
 DENY: Filter = {"_id": {"$in": []}}
@@ -245,23 +246,29 @@ async def _professional(
     refs = [who, f"{base}/{who}"] if base else [who]
     permitted: set[str] = set()
     blocked: set[str] = set()
-    async for doc in db["Consent"].find(
-        {"pol.act": who, "pol.on": True, "del": False}, {"comp": 1, "pol": 1}
-    ):
+    mine = {"pol.act": who, "pol.on": True, "del": False}
+    for doc in await find_led(db, "Consent", mine, {"pol.act": who}, projection={"comp": 1, "pol": 1}):
         effect = (doc.get("pol") or {}).get("eff")
         (permitted if effect == "permit" else blocked if effect == "deny" else set()).update(
             doc.get("comp") or []
         )
-    attending = await db["Patient"].distinct("_id", {"idx.general-practitioner": {"$in": refs}, "del": False})
+    attended = {"idx.general-practitioner": {"$in": refs}, "del": False}
+    attending = await distinct_led(
+        db, "Patient", "_id", attended, {"idx.general-practitioner": {"$in": refs}}
+    )
     policy = Policy("professional", matrix, mode, who, entry, attending=frozenset(attending))
     if mode.name == NORMAL:
         policy.allowed = frozenset(permitted - blocked)
     else:
-        refusing = await db["Consent"].distinct(
-            "comp", {"pol.pur": mode.purpose, "pol.eff": "deny", "pol.on": True, "del": False}
-        )
+        refusing = await _refusing(db, mode.purpose)
         policy.excluded = frozenset(blocked | set(refusing))
     return policy
+
+
+async def _refusing(db: AsyncDatabase[dict[str, Any]], purpose: str) -> list[str]:
+    """The patients with an active refusal of ``purpose`` (an emergency mode, research)."""
+    query = {"pol.pur": purpose, "pol.eff": "deny", "pol.on": True, "del": False}
+    return await distinct_led(db, "Consent", "comp", query, {"pol.pur": purpose})
 
 
 def text_claim(value: object) -> str | None:
@@ -280,9 +287,7 @@ async def build_policy(
             raise Forbidden(f"the {mode.name} access mode is for professionals", code="forbidden")
         return Policy(role or "patient", matrix, mode, patient=text_claim(claims.get("patient")))
     if role == "research":
-        objecting = await db["Consent"].distinct(
-            "comp", {"pol.pur": RESEARCH_PURPOSE, "pol.eff": "deny", "pol.on": True, "del": False}
-        )
+        objecting = await _refusing(db, RESEARCH_PURPOSE)
         return Policy("research", matrix, mode, excluded=frozenset(objecting))
     if role is not None and (entry := matrix.role(role)) is not None:
         if entry.refused:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
 INS_NIA = "urn:oid:1.2.250.1.213.1.4.9"
+INS_NIR_TEST = "urn:oid:1.2.250.1.213.1.4.10"
+INS_NIR_DEMO = "urn:oid:1.2.250.1.213.1.4.11"
 RPPS = "urn:oid:1.2.250.1.71.4.2.1"
 FINESS = "urn:oid:1.2.250.1.71.4.2.2"
 
@@ -22,6 +24,13 @@ CIP_UCD = "https://smt.esante.gouv.fr/terminologie-cip_ucd"
 # (ours) Who opened a DMP, through which channel: an extension on Patient holding a Coding.
 CREATION_CHANNEL_EXTENSION = "https://dmp-fhir.org/StructureDefinition/dmp-creation-channel"
 CREATION_CHANNEL = "https://dmp-fhir.org/CodeSystem/dmp-creation-channel"
+# The codes of terminology/CodeSystem-dmp-creation-channel.json (a test keeps them equal).
+PATIENT_WEB = "patient-web"
+CREATION_CHANNELS = (PATIENT_WEB, "pharmacie", "cpam", "professionnel-sante", "etablissement")
+# (ours) A closed DMP: Patient.active false and this extension (date and reason), docs/dmp-lifecycle.md.
+CLOSURE_EXTENSION = "https://dmp-fhir.org/StructureDefinition/dmp-closure"
+# (ours) Consent.policy.uri of the patient's consent to the opening of their DMP by someone else.
+OPENING_POLICY = "https://dmp-fhir.org/policy/dmp-opening"
 
 # Consent conventions (docs/access-rules.md).
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"

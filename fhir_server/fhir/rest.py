@@ -22,6 +22,7 @@ import jsonpatch
 from fhir_server.auth.access import Access
 from fhir_server.auth.labels import check_visibility, inherited, policy_labels
 from fhir_server.auth.scopes import CREATE, DELETE, READ, UPDATE
+from fhir_server.dmp import lifecycle
 from fhir_server.fhir.dates import instant, now_ms
 from fhir_server.fhir.errors import (
     BadRequest,
@@ -39,7 +40,7 @@ from fhir_server.fhir.registry import is_served
 from fhir_server.fhir.validation import resource_type_of, validate_resource
 from fhir_server.search.engine import SearchEngine
 from fhir_server.search.index import derive, patient_compartments
-from fhir_server.search.plan import choose_hint
+from fhir_server.search.plan import choose_lead
 from fhir_server.search.request import parse_search
 from fhir_server.storage.indexes import HISTORY
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
@@ -142,20 +143,25 @@ class ResourceService:
         engine: SearchEngine,
         access: Access | None = None,
         allow_invisible_and_masked: bool = False,
+        retention_years: int = 10,
     ) -> None:
         self.repo = repo
         self.engine = engine
         self.access = access or Access.full()
         self.allow_invisible_and_masked = allow_invisible_and_masked
+        # How long a closed DMP is kept (and may be reopened), in years (fhir_server.dmp.lifecycle).
+        self.retention_years = retention_years
 
     def bound(self, access: Access) -> ResourceService:
         """This service acting for a caller with ``access``."""
-        return ResourceService(self.repo, self.engine, access, self.allow_invisible_and_masked)
+        return ResourceService(
+            self.repo, self.engine, access, self.allow_invisible_and_masked, self.retention_years
+        )
 
     async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
         """403 unless the current version of ``rtype/rid`` is within the access for ``action``."""
         filt = self.access.require(rtype, action)
-        if filt is not None and not await self.repo.exists(rtype, {"$and": [{"_id": rid}, filt]}, session):
+        if filt is not None and not await self.repo.exists(rtype, rid, filt, session):
             raise Forbidden(f"{rtype}/{rid} is outside what the access token allows", code="forbidden")
 
     # -- reads -----------------------------------------------------------------------------------
@@ -184,8 +190,8 @@ class ResourceService:
             raise NotFound(f"version {vid} of {rtype}/{rid} does not exist")
         await self.check(rtype, rid, READ, session)
         past = self.access.history_filter([rtype])
-        key = {"_id": f"{rtype}/{rid}/{rec.version}"}
-        if past is not None and not await self.repo.exists(HISTORY, {"$and": [key, past]}, session):
+        key = f"{rtype}/{rid}/{rec.version}"
+        if past is not None and not await self.repo.exists(HISTORY, key, past, session):
             raise Forbidden(f"this version of {rtype}/{rid} is outside what the access token allows")
         if rec.deleted:
             raise Gone(f"version {vid} of {rtype}/{rid} is a deletion")
@@ -203,7 +209,7 @@ class ResourceService:
         """Up to ``limit`` live resources matching conditional criteria (unknown parameters are a 400)."""
         req = parse_search(rtype, criteria, default_count=limit, max_count=limit, strict=True)
         filt = await self.engine.filter_for(req, self.access.restrict, session)
-        return await self.repo.find(rtype, filt, limit, session, choose_hint(rtype, filt))
+        return await self.repo.find(rtype, filt, limit, session, choose_lead(rtype, filt))
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -239,6 +245,8 @@ class ResourceService:
         if citing:
             new = dataclasses.replace(new, compartments=citing[1])
         await self.repo.put(new, current.version if current else None, session)
+        # The DMP rules (INS, one DMP per INS, channel, closed DMPs) see every write path here.
+        await lifecycle.on_write(self, current, new, session)
         if rtype == "DocumentReference" and resource is not None:
             await self.repo.label_binaries(
                 new.labels.get("bin", []), inherited(new.labels), new.compartments, session
@@ -262,6 +270,7 @@ class ResourceService:
 
         async def run(s: Session) -> None:
             await self.repo.put_many(versions, s)
+            await lifecycle.on_create_many(self, versions, s)
             for v in versions:
                 if v.rtype == "DocumentReference":
                     await self.repo.label_binaries(

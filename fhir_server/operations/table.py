@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fhir_server.operations import expand, lookup, validate, validate_code
+from fhir_server.operations import dmp_statistics, expand, lookup, validate, validate_code
 from fhir_server.operations.registry import Operation
 
 OPERATIONS: tuple[Operation, ...] = (
+    dmp_statistics.OPERATION,
     validate.OPERATION,
     lookup.OPERATION,
     expand.OPERATION,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.fhir.errors import BadRequest
-from fhir_server.search.kinds import reference
+from fhir_server.search.kinds import composite, reference
 from fhir_server.search.registry import SPECIAL, SearchParam
 from fhir_server.search.request import KIND_MODULES, Clause, HasClause
 
@@ -62,6 +62,8 @@ class Compiler:
             return {field: {"$exists": value == "false"}}
         if param.kind == "reference":
             return reference.compile_reference(field, value, modifier, raw, param.targets, self.base)
+        if param.kind == "composite":
+            return composite.compile(field, value, modifier, raw, param.components, self.base)
         return dict(KIND_MODULES[param.kind].compile(field, value, modifier, raw, param.single))
 
     async def compile(self, clauses: Sequence[Clause | HasClause]) -> Filter:

@@ -20,7 +20,7 @@ import orjson
 from fhir_server.fhir.errors import BadRequest, Gone
 from fhir_server.fhir.registry import is_served
 from fhir_server.search.compiler import Compiler, Filter, Lookup, Restrict, no_restriction
-from fhir_server.search.plan import choose_hint
+from fhir_server.search.plan import choose_lead
 from fhir_server.search.request import Include, SearchRequest
 from fhir_server.storage.repository import Record, Repository, Session, count, field_values, find_page
 
@@ -100,7 +100,7 @@ def _after(spec: list[tuple[str, int]], values: list[Any], backward: bool) -> Fi
 
 def _lookup(repo: Repository, session: Session | None) -> Lookup:
     async def run(rtype: str, filt: Filter, fld: str, limit: int) -> list[Any]:
-        return await field_values(repo, rtype, filt, fld, limit, session, choose_hint(rtype, filt))
+        return await field_values(repo, rtype, filt, fld, limit, session, choose_lead(rtype, filt))
 
     return run
 
@@ -153,10 +153,10 @@ class SearchEngine:
     ) -> SearchResult:
         """One page of ``req``."""
         filt = await self.filter_for(req, restrict, session, compartment)
-        hint = choose_hint(req.rtype, filt)
+        lead = choose_lead(req.rtype, filt)
         total = None
         if req.total != "none" or req.summary == "count" or req.count == 0:
-            total = await count(self.repo, req.rtype, filt, session, hint)
+            total = await count(self.repo, req.rtype, filt, session, lead)
         if req.summary == "count" or req.count == 0:
             return SearchResult([], total=total)
         spec = _sort_spec(req)
@@ -169,7 +169,7 @@ class SearchEngine:
         query_sort = [(f, -d if backward else d) for f, d in spec]
         want_index = bool(req.includes)
         rows = await find_page(
-            self.repo, req.rtype, page_filter, query_sort, req.count + 1, want_index, session, hint
+            self.repo, req.rtype, page_filter, query_sort, req.count + 1, want_index, session, lead
         )
         more = len(rows) > req.count
         rows = rows[: req.count]
@@ -263,7 +263,7 @@ class SearchEngine:
         extra = restrict(rtype)
         full = {"$and": [filt, extra]} if extra else filt
         rows = await find_page(
-            self.repo, rtype, full, [("_id", 1)], MAX_INCLUDED + 1, True, session, choose_hint(rtype, full)
+            self.repo, rtype, full, [("_id", 1)], MAX_INCLUDED + 1, True, session, choose_lead(rtype, full)
         )
         out = []
         for rec, doc in rows:

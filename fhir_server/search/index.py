@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fhir_server.search.kinds import composite
 from fhir_server.search.registry import SPECIAL, compartment_params, supported_params
 from fhir_server.search.request import KIND_MODULES, SORTABLE
 from fhir_server.storage.indexes import IndexKeys
@@ -48,8 +49,12 @@ def derive(rtype: str, rid: str, resource: dict[str, Any]) -> Derived:
     for code, p in supported_params(rtype).items():
         if p.code in SPECIAL or p.evaluate is None:
             continue
-        module = KIND_MODULES[p.kind]
         values = p.evaluate(resource)
+        if p.kind == "composite":
+            if joined := composite.extract(values, p.components):
+                index[code] = joined
+            continue
+        module = KIND_MODULES[p.kind]
         for suffix, stored in module.extract(values, p.single).items():
             index[f"{code}:{suffix}" if suffix else code] = stored
         if p.kind in SORTABLE:

@@ -4,8 +4,10 @@ General FHIRPath engines cost hundreds of microseconds an evaluation; index extr
 write for every parameter, so expressions are compiled once into plain functions over the JSON.
 Supported: ``Type.a.b`` paths (choice elements by their ``[x]``-less name), unions ``|``, ``as Type`` /
 ``(x as Type)`` / ``.as(Type)`` / ``.ofType(Type)``, ``.where(resolve() is Type)`` on references, and
-``.where(field='value')``. :func:`compile_path` returns None for anything else, and the parameter is
-then not indexed (and not advertised) rather than indexed wrongly.
+``.where(field='value')``, ``.extension('url')`` (the extensions with that url; as the last step, their
+values: what a search on an extension compares), and the boolean ``Type.a.exists() and Type.a != false``
+(``Patient.deceased``). :func:`compile_path` returns None for anything else, and the parameter is then
+not indexed (and not advertised) rather than indexed wrongly.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ _WHERE_RESOLVE = re.compile(r"^where\(resolve\(\) is ([A-Za-z]+)\)$")
 _WHERE_EQ = re.compile(r"^where\(([A-Za-z]+)\s*=\s*'([^']*)'\)$")
 _AS_CALL = re.compile(r"^(?:as|ofType)\(([A-Za-z]+)\)$")
 _NAME = re.compile(r"^[a-z][A-Za-z0-9]*$")
+_EXTENSION = re.compile(r"^extension\('([^']+)'\)$")
+_EXTENSION_ALIASES = {
+    "http://hl7.org/fhir/StructureDefinition/patient-extensions-Patient-mothersMaidenName": (
+        "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName"
+    )
+}
+_PRESENT_NOT_FALSE = re.compile(r"^([A-Z][A-Za-z]+\.[a-z][A-Za-z0-9]*)\.exists\(\) and \1 != false$")
 
 
 def _children(items: list[Any], name: str) -> list[Any]:
@@ -66,6 +75,24 @@ def _typed(items: list[Any], name: str, type_code: str) -> list[Any]:
     return _children(items, key)
 
 
+def _extension_urls(url: str) -> frozenset[str]:
+    """The urls an ``extension('url')`` step accepts: the R4 mothersMaidenName parameter names its
+    extension by a url that differs from the extension's own definition, which is what data carries."""
+    return frozenset({url, _EXTENSION_ALIASES.get(url, url)})
+
+
+def _extensions(items: list[Any], urls: frozenset[str], values: bool) -> list[Any]:
+    found = [e for e in _children(items, "extension") if isinstance(e, dict) and e.get("url") in urls]
+    if not values:
+        return found
+    return [v for e in found for k, v in e.items() if k.startswith("value") and k[5:6].isupper()]
+
+
+def _present_not_false(path: Evaluator) -> Evaluator:
+    """``x.exists() and x != false`` as one boolean (an absent element is false, not empty)."""
+    return lambda res: [any(v is not False for v in path(res))]
+
+
 def _split_top(expr: str, sep: str) -> list[str]:
     """Split on ``sep`` outside parentheses and quotes."""
     parts, depth, quote, start = [], 0, False, 0
@@ -90,6 +117,10 @@ def _split_top(expr: str, sep: str) -> list[str]:
 
 def _compile_steps(root_type: str, expr: str) -> Evaluator | None:
     expr = expr.strip()
+    present = _PRESENT_NOT_FALSE.match(expr)
+    if present:
+        path = _compile_steps(root_type, present.group(1))
+        return _present_not_false(path) if path is not None else None
     # "(A.b as Quantity)" and "A.b as Quantity"
     if expr.startswith("(") and expr.endswith(")") and len(_split_top(expr[1:-1], "|")) == 1:
         expr = expr[1:-1].strip()
@@ -124,7 +155,12 @@ def _compile_steps(root_type: str, expr: str) -> Evaluator | None:
             pending = None
         m_res = _WHERE_RESOLVE.match(step)
         m_eq = _WHERE_EQ.match(step)
-        if m_res:
+        m_ext = _EXTENSION.match(step)
+        if m_ext:
+            last, urls = step is steps[-1], _extension_urls(m_ext.group(1))
+            funcs.append(lambda items, u=urls, v=last: _extensions(items, u, v))
+            current = None if last else "Extension"
+        elif m_res:
             prefix = m_res.group(1) + "/"
             funcs.append(
                 lambda items, p=prefix: [

@@ -16,12 +16,16 @@ from typing import Any
 
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.fhir.typemodel import ElementDef, elements
+from fhir_server.search.kinds.composite import KINDS as _COMPONENT_MODULES
+from fhir_server.search.kinds.composite import Component
 from fhir_server.search.paths import Evaluator, compile_path
 
 # Parameters handled by storage fields rather than extracted index values.
 SPECIAL = {"_id"}
-# Value kinds with an extract/compile pair in ``search/kinds/`` (composite parameters are not supported).
-INDEXED_KINDS = {"token", "string", "date", "reference", "uri", "number", "quantity"}
+# Value kinds with an extract/compile pair in ``search/kinds/``; composites whose components are of
+# ``COMPONENT_KINDS`` (search/kinds/composite.py).
+INDEXED_KINDS = {"token", "string", "date", "reference", "uri", "number", "quantity", "composite"}
+COMPONENT_KINDS = frozenset(_COMPONENT_MODULES)
 _STEP = re.compile(r"^[a-z][A-Za-z0-9]*$")
 
 
@@ -39,6 +43,8 @@ class SearchParam:
     # At most one value per resource (per the element model): stored as a scalar, so it can take part
     # in compound indexes (MongoDB cannot index two parallel arrays).
     single: bool = False
+    # A composite's components, in order; empty when a component is of a kind composites cannot hold.
+    components: tuple[Component, ...] = ()
 
     @property
     def field(self) -> str:
@@ -74,7 +80,21 @@ def _is_single(rtype: str, expr: str) -> bool:
     return bool(steps)
 
 
-def _make(rtype: str, code: str, d: dict[str, Any]) -> SearchParam:
+def _components(expr: str, d: dict[str, Any], raw: dict[str, dict[str, Any]]) -> tuple[Component, ...]:
+    """A composite's components. Each one's kind and targets come from the parameter of the type whose
+    expression reads the same element (the R4 definitions link some components to a wrong one)."""
+    by_expression = {p.get("expression"): p for p in raw.values()}
+    by_url = {p.get("url"): p for p in raw.values()}
+    out = []
+    for c in d.get("component", []):
+        same = by_expression.get(f"{expr}.{c['expression']}") or by_url.get(c["definition"])
+        if same is None or same["type"] not in COMPONENT_KINDS or not _STEP.match(c["expression"]):
+            return ()
+        out.append(Component(same["type"], c["expression"], tuple(same.get("target", ()))))
+    return tuple(out)
+
+
+def _make(rtype: str, code: str, d: dict[str, Any], raw: dict[str, dict[str, Any]]) -> SearchParam:
     expr = d.get("expression", "")
     root = "Resource" if expr.startswith("Resource.") else rtype
     return SearchParam(
@@ -86,6 +106,7 @@ def _make(rtype: str, code: str, d: dict[str, Any]) -> SearchParam:
         compile_path(root, expr) if expr else None,
         tuple(d.get("target", ())),
         _is_single(rtype, expr) if expr else False,
+        _components(expr, d, raw) if d["type"] == "composite" else (),
     )
 
 
@@ -117,10 +138,12 @@ def all_params() -> dict[str, dict[str, SearchParam]]:
         if clash:
             raise RuntimeError(f"DMP search parameters {sorted(clash)} of {rtype} redefine R4 ones")
         raw.setdefault(rtype, {}).update(params)
-    return {t: {c: _make(t, c, d) for c, d in raw.get(t, {}).items()} for t in SERVED_TYPES}
+    return {t: {c: _make(t, c, d, raw.get(t, {})) for c, d in raw.get(t, {}).items()} for t in SERVED_TYPES}
 
 
 def _supported(p: SearchParam) -> bool:
+    if p.kind == "composite" and not p.components:
+        return False
     return p.code in SPECIAL or (p.kind in INDEXED_KINDS and p.evaluate is not None)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.fhir.registry import is_served
-from fhir_server.search.kinds import date, number, quantity, reference, string, token, uri
+from fhir_server.search.kinds import composite, date, number, quantity, reference, string, token, uri
 from fhir_server.search.registry import SearchParam, supported_params
 
 KIND_MODULES = {
@@ -26,6 +26,7 @@ KIND_MODULES = {
     "uri": uri,
     "number": number,
     "quantity": quantity,
+    "composite": composite,
 }
 SORTABLE = {"string", "token", "date", "number", "quantity", "reference", "uri"}
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]+$")

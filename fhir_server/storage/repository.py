@@ -26,6 +26,7 @@ from pymongo.read_concern import ReadConcern
 
 from fhir_server.storage.client import DURABLE, Document, Mongo
 from fhir_server.storage.indexes import HISTORY
+from fhir_server.storage.lead import Lead, count_led, find_led
 
 T = TypeVar("T")
 Session = AsyncClientSession
@@ -189,26 +190,44 @@ class Repository:
         query: Mapping[str, Any],
         limit: int,
         session: Session | None = None,
-        hint: str | None = None,
+        lead: Lead | None = None,
     ) -> list[Record]:
         """Live (not deleted) resources of ``rtype`` matching a compiled index query."""
-        cursor = self.db[rtype].find(
-            {**query, "del": False}, _CURRENT_FIELDS, session=session, limit=limit, **_hint(hint)
+        docs = await find_led(
+            self.db,
+            rtype,
+            {**query, "del": False},
+            lead,
+            projection=_CURRENT_FIELDS,
+            limit=limit,
+            session=session,
         )
-        return [Record.from_current(rtype, d) async for d in cursor]
+        return [Record.from_current(rtype, d) for d in docs]
 
-    async def exists(self, collection: str, query: Mapping[str, Any], session: Session | None = None) -> bool:
-        """Whether some document of ``collection`` (a type's, or ``history``) matches ``query``."""
-        return await self.db[collection].find_one(query, {"_id": 1}, session=session) is not None
+    async def exists(
+        self, collection: str, key: str, restrict: Mapping[str, Any], session: Session | None = None
+    ) -> bool:
+        """Whether the document ``key`` of ``collection`` (a type's, or ``history``) matches ``restrict``."""
+        query = {"$and": [{"_id": key}, dict(restrict)]}
+        found = await find_led(
+            self.db, collection, query, {"_id": key}, projection={"_id": 1}, session=session
+        )
+        return bool(found)
 
     async def documents_citing_binary(
         self, rid: str, session: Session | None = None
     ) -> tuple[dict[str, Any], list[str]] | None:
         """The policy labels and compartments of a live DocumentReference whose content is Binary ``rid``."""
-        doc = await self.db["DocumentReference"].find_one(
-            {"pol.bin": rid, "del": False}, {"pol": 1, "comp": 1}, session=session
+        found = await find_led(
+            self.db,
+            "DocumentReference",
+            {"pol.bin": rid, "del": False},
+            {"pol.bin": rid},
+            projection={"pol": 1, "comp": 1},
+            limit=1,
+            session=session,
         )
-        return (doc.get("pol") or {}, doc.get("comp") or []) if doc else None
+        return (found[0].get("pol") or {}, found[0].get("comp") or []) if found else None
 
     async def label_binaries(
         self, ids: list[str], labels: Mapping[str, Any], comp: list[str], session: Session
@@ -238,13 +257,16 @@ class Repository:
             filt["lu"] = lu
         if q.restrict is not None:
             filt = {"$and": [filt, dict(q.restrict)]} if filt else dict(q.restrict)
-        total = await self.db[HISTORY].count_documents(filt) if q.id else None
+        # Instance history is led by the (type, id) equalities of the instance_versions index.
+        lead = {k: v for k, v in (("t", q.rtype), ("id", q.id)) if v} or None
+        total = await count_led(self.db, HISTORY, filt, lead) if q.id else None
         if q.after:
             after_lu, after_id = q.after
             keyset = {"$or": [{"lu": {"$lt": after_lu}}, {"lu": after_lu, "_id": {"$lt": after_id}}]}
             filt = {"$and": [filt, keyset]} if filt else keyset
-        cursor = self.db[HISTORY].find(filt).sort([("lu", DESCENDING), ("_id", DESCENDING)]).limit(q.count)
-        return [Record.from_history(d) async for d in cursor], total
+        order = [("lu", DESCENDING), ("_id", DESCENDING)]
+        docs = await find_led(self.db, HISTORY, filt, lead, sort=order, limit=q.count)
+        return [Record.from_history(d) for d in docs], total
 
 
 async def field_values(
@@ -254,15 +276,15 @@ async def field_values(
     field: str,
     limit: int,
     session: Session | None = None,
-    hint: str | None = None,
+    lead: Lead | None = None,
 ) -> list[Any]:
     """The values of ``field`` (``_id`` or an index field, arrays flattened) over live matches."""
-    cursor = repo.db[rtype].find(
-        {**query, "del": False}, {field: 1}, session=session, limit=limit, **_hint(hint)
+    docs = await find_led(
+        repo.db, rtype, {**query, "del": False}, lead, projection={field: 1}, limit=limit, session=session
     )
     out: list[Any] = []
     path = field.split(".")
-    async for doc in cursor:
+    for doc in docs:
         value: Any = doc
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
@@ -281,14 +303,22 @@ async def find_page(
     limit: int,
     with_index: bool = False,
     session: Session | None = None,
-    hint: str | None = None,
+    lead: Lead | None = None,
 ) -> list[tuple[Record, Document]]:
     """Live matches in ``sort`` order, at most ``limit``; each with its stored document (``srt``, and
     ``idx`` when ``with_index``) for cursors and includes."""
     projection = {**_CURRENT_FIELDS, "srt": 1, **({"idx": 1} if with_index else {})}
-    cursor = repo.db[rtype].find({**query, "del": False}, projection, session=session, **_hint(hint))
-    cursor = cursor.sort(sort).limit(limit)
-    return [(Record.from_current(rtype, d), d) async for d in cursor]
+    docs = await find_led(
+        repo.db,
+        rtype,
+        {**query, "del": False},
+        lead,
+        projection=projection,
+        sort=sort,
+        limit=limit,
+        session=session,
+    )
+    return [(Record.from_current(rtype, d), d) for d in docs]
 
 
 async def count(
@@ -296,12 +326,7 @@ async def count(
     rtype: str,
     query: Mapping[str, Any],
     session: Session | None = None,
-    hint: str | None = None,
+    lead: Lead | None = None,
 ) -> int:
     """How many live resources match."""
-    return await repo.db[rtype].count_documents({**query, "del": False}, session=session, **_hint(hint))
-
-
-def _hint(hint: str | None) -> dict[str, str]:
-    """The index to run on (SecantusDB uses an index only if it covers every filtered field, unless told)."""
-    return {"hint": hint} if hint else {}
+    return await count_led(repo.db, rtype, {**query, "del": False}, lead, session)

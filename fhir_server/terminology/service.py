@@ -57,6 +57,7 @@ class Terminology:
     """The terminology resources of one folder, by type and id and by canonical url."""
 
     def __init__(self, resources: list[Json]) -> None:
+        resources = [*resources, *_implicit_valuesets(resources)]
         self._resources = resources
         self._by_id: dict[tuple[str, str], Json] = {}
         self._by_url: dict[tuple[str, str], Json] = {}
@@ -167,6 +168,27 @@ class Terminology:
         if cs is None:
             return None
         return next((c for c in _flatten(cs) if c["code"] == code), None)
+
+
+def _implicit_valuesets(resources: list[Json]) -> list[Json]:
+    """The value set of all codes a CodeSystem names in ``valueSet``, when no file defines it: served
+    and expanded like the others (id: the code system's)."""
+    explicit = {r.get("url") for r in resources if r.get("resourceType") == "ValueSet"}
+    return [
+        {
+            "resourceType": "ValueSet",
+            "id": cs["id"],
+            "url": cs["valueSet"],
+            **({"version": cs["version"]} if "version" in cs else {}),
+            "name": cs.get("name", cs["id"]),
+            **({"title": cs["title"]} if "title" in cs else {}),
+            "status": cs.get("status", "active"),
+            "description": f"Every code of the code system {cs['url']}.",
+            "compose": {"include": [{"system": cs["url"]}]},
+        }
+        for cs in resources
+        if cs.get("resourceType") == "CodeSystem" and cs.get("valueSet") and cs["valueSet"] not in explicit
+    ]
 
 
 def _flatten(cs: Json) -> list[Json]:

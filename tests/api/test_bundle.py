@@ -112,7 +112,7 @@ async def test_transaction_processes_delete_before_post_before_put_before_get(
 
 async def test_transaction_conditional_create_reuses_existing(client: httpx.AsyncClient) -> None:
     ident = uuid.uuid4().hex
-    ins = {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": ident}
+    ins = {"system": "https://hopital.example.fr/ipp", "value": ident}
     first = (await client.post("Patient", json=patient(identifier=[ins]))).json()
     p_urn = _urn()
     bundle = _bundle(
@@ -122,7 +122,7 @@ async def test_transaction_conditional_create_reuses_existing(client: httpx.Asyn
             "Patient",
             patient(identifier=[ins]),
             p_urn,
-            ifNoneExist=f"identifier=urn:oid:1.2.250.1.213.1.4.8|{ident}",
+            ifNoneExist=f"identifier=https://hopital.example.fr/ipp|{ident}",
         ),
         _entry(
             "POST",

@@ -19,6 +19,7 @@ _SAMPLE = {
     "quantity": "1",
     "reference": "Patient/x",
     "uri": "http://x.org/a",
+    "composite": "a$b",
 }
 COMMITTED = Path(__file__).resolve().parents[2] / "capability_statement.json"
 

@@ -9,7 +9,9 @@ import httpx
 from fhir_server.storage.client import Mongo
 from tests.conftest import patient, snapshot
 
-INS = "urn:oid:1.2.250.1.213.1.4.8"
+# A hospital identifier (IPP): these tests are about conditional semantics, duplicates included,
+# which the INS (one DMP per INS, tests/dmp) would not allow.
+INS = "https://hopital.example.fr/ipp"
 
 
 def _ins() -> tuple[dict[str, str], str]:

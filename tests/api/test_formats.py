@@ -12,6 +12,7 @@ import pytest
 
 from fhir_server.storage.client import Mongo
 from tests.conftest import SERVED_BY_ISSUE, patient, snapshot
+from tests.dmp.ins import fresh_nir
 
 Json = dict[str, Any]
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -35,7 +36,7 @@ PATIENT_SUMMARY = {
 def _full_patient() -> Json:
     return patient(
         text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Hélène Lefèvre</div>'},
-        identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "248098765432112"}],
+        identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": fresh_nir()}],
         active=True,
         _birthDate={"extension": [{"url": "http://example.org/precision", "valueString": "jour"}]},
         telecom=[{"system": "phone", "value": "0102030405"}],

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.profiles.examples import SD
+from tests.profiles.examples import EXAMPLES, SD
 
 CLASSES = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 TYPES = "https://mos.esante.gouv.fr/NOS/JDV_J66-TypeCode-DMP/FHIR/JDV-J66-TypeCode-DMP"
-CHANNELS = "https://dmp-fhir.org/ValueSet/dmp-creation-channel"
+CHANNELS = "https://dmp-fhir.org/CodeSystem/dmp-creation-channel?vs"
 ITEMS = "https://dmp-fhir.org/ValueSet/dmp-reimbursed-item"
 
 
@@ -28,7 +28,7 @@ async def test_profiles_are_served_and_found_by_url(client: httpx.AsyncClient) -
     found = (await client.get("StructureDefinition", params={"url": SD + "dmp-documentreference"})).json()
     assert [e["resource"]["id"] for e in found["entry"]] == ["dmp-documentreference"]
     every = (await client.get("StructureDefinition")).json()
-    assert every["total"] == 7
+    assert every["total"] == len(list(EXAMPLES.parent.glob("StructureDefinition-*.json")))
     assert (await client.get("StructureDefinition/Patient")).status_code == 404
 
 
@@ -110,7 +110,7 @@ async def test_validate_code(client: httpx.AsyncClient) -> None:
         )
     )
     assert ok["result"] is True
-    assert ok["display"] == "À l'accueil d'une CPAM"
+    assert ok["display"] == "Un accueil de CPAM"
     no = _out(
         await client.get(
             "ValueSet/$validate-code", params={"url": TYPES, "system": "http://loinc.org", "code": "34108-1"}

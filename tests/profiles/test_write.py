@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from fhir_server.dmp.nir import with_key
 from tests.profiles.examples import profile_example
 
 VISIBILITY = (
@@ -69,6 +70,7 @@ async def test_an_unclaimed_resource_with_an_unknown_dmp_code_is_refused(client:
 async def test_a_patch_that_breaks_a_claimed_profile_is_refused(client: httpx.AsyncClient) -> None:
     patient = profile_example("Patient-dmp-patient-good")
     patient["id"] = "dmp-patient-patched"
+    patient["identifier"][0]["value"] = with_key("2840675056124")  # one DMP per INS: another one
     assert (await client.put("Patient/dmp-patient-patched", json=patient)).status_code in {200, 201}
     r = await client.patch(
         "Patient/dmp-patient-patched",

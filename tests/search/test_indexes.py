@@ -9,10 +9,11 @@ import pytest
 from fastapi import FastAPI
 
 from fhir_server.search.engine import SearchEngine
-from fhir_server.search.plan import choose_hint
+from fhir_server.search.plan import choose_lead
 from fhir_server.search.registry import SPECIAL, supported_params
 from fhir_server.search.request import parse_search
 from fhir_server.storage.client import Mongo
+from fhir_server.storage.lead import pipeline
 from tests.conftest import patient
 
 SAMPLE = {
@@ -23,6 +24,7 @@ SAMPLE = {
     "quantity": "1",
     "reference": "Patient/p1",
     "uri": "http://example.org/a",
+    "composite": "replaces$DocumentReference/p1",
 }
 
 
@@ -45,13 +47,13 @@ async def _plan(app: FastAPI, mongo: Mongo, rtype: str, query: str) -> set[str]:
     params = [tuple(p.split("=", 1)) for p in query.split("&")]
     req = parse_search(rtype, params, default_count=10, max_count=10)  # type: ignore[arg-type]
     filt = await engine.filter_for(req)
-    # Explain exactly what the engine runs: the filter and the index it hints.
-    command: dict[str, Any] = {"find": rtype, "filter": {**filt, "del": False}}
-    hint = choose_hint(rtype, filt)
-    if hint:
-        command["hint"] = hint
-    explained = await mongo.db.command("explain", command)
-    return _stages(explained["queryPlanner"]["winningPlan"])
+    # Explain exactly what the engine runs: the filter led by the condition it chose.
+    lead = choose_lead(rtype, filt)
+    if lead is None:
+        return {"NO LEAD"}
+    stages = pipeline({**filt, "del": False}, lead, [("_id", 1)], 11)
+    explained = await mongo.db.command("explain", {"aggregate": rtype, "pipeline": stages, "cursor": {}})
+    return _stages(explained)
 
 
 @pytest.fixture(scope="module", autouse=True)

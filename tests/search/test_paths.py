@@ -37,15 +37,35 @@ def test_where_resolve_is_keeps_references_of_that_type() -> None:
 
 
 def test_expressions_outside_the_subset_are_refused_not_guessed() -> None:
-    assert compile_path("Patient", "Patient.deceased.exists() and Patient.deceased != false") is None
     assert compile_path("Patient", "Patient.name.first()") is None
+    assert compile_path("Patient", "Patient.deceased.exists() and Patient.name != false") is None
+    assert compile_path("Patient", "Patient.extension(url)") is None
 
 
-def test_every_token_parameter_of_the_served_types_compiles_but_deceased() -> None:
+def test_every_parameter_of_the_served_types_with_an_expression_compiles() -> None:
     failing = {
-        (t, c)
-        for t, ps in all_params().items()
-        for c, p in ps.items()
-        if p.kind == "token" and p.expression and p.evaluate is None
+        (t, c) for t, ps in all_params().items() for c, p in ps.items() if p.expression and p.evaluate is None
     }
-    assert failing == {("Patient", "deceased")}
+    assert failing == set()
+
+
+def test_extension_step_yields_the_values_of_extensions_with_that_url() -> None:
+    evaluate = compile_path("Patient", "Patient.extension('http://example.org/a')")
+    assert evaluate is not None
+    patient = {
+        "resourceType": "Patient",
+        "extension": [
+            {"url": "http://example.org/a", "valueString": "kept"},
+            {"url": "http://example.org/b", "valueString": "other"},
+        ],
+    }
+    assert evaluate(patient) == ["kept"]
+
+
+def test_present_and_not_false_is_one_boolean() -> None:
+    evaluate = compile_path("Patient", "Patient.deceased.exists() and Patient.deceased != false")
+    assert evaluate is not None
+    assert evaluate({"resourceType": "Patient"}) == [False]
+    assert evaluate({"resourceType": "Patient", "deceasedBoolean": False}) == [False]
+    assert evaluate({"resourceType": "Patient", "deceasedBoolean": True}) == [True]
+    assert evaluate({"resourceType": "Patient", "deceasedDateTime": "2021-03-04"}) == [True]

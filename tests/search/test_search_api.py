@@ -53,7 +53,7 @@ async def world(client: httpx.AsyncClient) -> dict[str, Any]:
             birthDate="1980-04-12",
             managingOrganization={"reference": f"Organization/{org['id']}"},
             generalPractitioner=[{"reference": f"Practitioner/{gp['id']}"}],
-            identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": f"1{tag}"}],
+            identifier=[{"system": "https://hopital.example.fr/ipp", "value": f"1{tag}"}],
         ),
     )
     p2 = await _post(client, patient(family=f"Lefebvre{tag}", birthDate="1975-11-02", gender="male"))

@@ -1,0 +1,179 @@
+"""Queries led by conditions an index answers, so that the embedded database runs them on an index.
+
+SecantusDB answers a filter from an index only when the filter is a single condition, or equalities that
+one compound index covers: a top-level ``$and``/``$or`` or one more field (such as the live flag) makes
+it scan the collection, and a ``hint`` makes it walk the whole hinted index. So a query is run as an
+aggregation whose first ``$match`` is its *lead* (conditions of the query that an index answers and that
+every match satisfies) and whose second ``$match`` is the whole query: SecantusDB lifts the first stage
+into an index lookup and filters those candidates with the second; ``mongod`` merges adjacent
+``$match`` stages and plans them as one query, so the lead changes nothing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+# The conditions of the first $match: one field, or equalities on the leading fields of one index.
+Lead = Mapping[str, Any]
+
+_SCALARS = (str, int, float, bool, datetime)
+_LOWER = ("$gte", "$gt")
+_UPPER = ("$lte", "$lt")
+
+
+def lead_condition(condition: Any) -> tuple[int, Any] | None:
+    """How selective a condition is as a lead (0 equality, 1 prefix, 2 range), and the condition to
+    lead with; None when an index lookup would not answer it exactly."""
+    if isinstance(condition, _SCALARS):
+        return 0, condition
+    if not isinstance(condition, dict) or len(condition) != 1:
+        # Two bounds stay in the full query: on a multikey field they may hold for different values,
+        # which an index interval would miss. One bound is always answered exactly.
+        if isinstance(condition, dict):
+            for op in (*_LOWER, *_UPPER):
+                if op in condition and isinstance(condition[op], _SCALARS):
+                    return 2, {op: condition[op]}
+        return None
+    ((op, value),) = condition.items()
+    if op == "$eq" and isinstance(value, _SCALARS):
+        return 0, value
+    if op == "$in" and isinstance(value, list) and value and all(isinstance(v, _SCALARS) for v in value):
+        return 0, condition
+    if op == "$regex" and isinstance(value, str) and (prefix := literal_prefix(value)):
+        # An interval holds every string with the prefix; whichever values of a multikey field the
+        # index finds in it, the full query then keeps exactly the documents the pattern matches.
+        return 1, {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+    if op in (*_LOWER, *_UPPER) and isinstance(value, _SCALARS):
+        return 2, condition
+    return None
+
+
+def literal_prefix(pattern: str) -> str:
+    """The literal text an anchored pattern starts with (``^dup\\-`` → ``dup-``); empty when none."""
+    if not pattern.startswith("^"):
+        return ""
+    out: list[str] = []
+    i = 1
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 < len(pattern) and not pattern[i + 1].isalnum():
+                out.append(pattern[i + 1])
+                i += 2
+                continue
+            break
+        if ch in ".^$*+?{}[]()|":
+            # A quantifier applies to the character before it, which is then not certain.
+            if ch in "*?{" and out:
+                out.pop()
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def conjuncts(query: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The top-level conditions of a query that every match satisfies, one field each."""
+    out: list[dict[str, Any]] = []
+    for key, value in query.items():
+        if key == "$and":
+            for part in value:
+                out.extend(conjuncts(part))
+        elif not key.startswith("$"):
+            out.append({key: value})
+    return out
+
+
+def lead_on(query: Mapping[str, Any], fields: Sequence[str]) -> Lead | None:
+    """The first indexable top-level condition of ``query`` on one of ``fields`` (in that order)."""
+    found: dict[str, tuple[int, Any]] = {}
+    for part in conjuncts(query):
+        for f, c in part.items():
+            shape = lead_condition(c)
+            if shape is not None and (f not in found or shape[0] < found[f][0]):
+                found[f] = shape
+    for field in fields:
+        if field in found:
+            return {field: found[field][1]}
+    return None
+
+
+def pipeline(
+    query: Mapping[str, Any],
+    lead: Lead | None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    limit: int = 0,
+    projection: Mapping[str, Any] | None = None,
+) -> list[Document]:
+    """The aggregation that runs ``query`` led by ``lead``, sorted, limited and projected."""
+    stages: list[Document] = [{"$match": dict(lead)}] if lead else []
+    stages.append({"$match": dict(query)})
+    if sort:
+        stages.append({"$sort": dict(sort)})
+    if limit:
+        stages.append({"$limit": limit})
+    if projection:
+        stages.append({"$project": dict(projection)})
+    return stages
+
+
+async def find_led(
+    db: AsyncDatabase[Document],
+    collection: str,
+    query: Mapping[str, Any],
+    lead: Lead | None,
+    *,
+    projection: Mapping[str, Any] | None = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    limit: int = 0,
+    session: AsyncClientSession | None = None,
+) -> list[Document]:
+    """The documents of ``collection`` matching ``query``, found through ``lead`` when there is one."""
+    coll = db[collection]
+    if lead is None:
+        cursor = coll.find(dict(query), projection, session=session, limit=limit)
+        if sort:
+            cursor = cursor.sort(list(sort))
+        return [d async for d in cursor]
+    stages = pipeline(query, lead, sort, limit, projection)
+    return [d async for d in await coll.aggregate(stages, session=session)]
+
+
+async def count_led(
+    db: AsyncDatabase[Document],
+    collection: str,
+    query: Mapping[str, Any],
+    lead: Lead | None,
+    session: AsyncClientSession | None = None,
+) -> int:
+    """How many documents of ``collection`` match ``query``."""
+    if lead is None:
+        return await db[collection].count_documents(dict(query), session=session)
+    stages = [*pipeline(query, lead), {"$count": "n"}]
+    rows = [d async for d in await db[collection].aggregate(stages, session=session)]
+    return int(rows[0]["n"]) if rows else 0
+
+
+async def distinct_led(
+    db: AsyncDatabase[Document],
+    collection: str,
+    field: str,
+    query: Mapping[str, Any],
+    lead: Lead | None,
+    session: AsyncClientSession | None = None,
+) -> list[Any]:
+    """The distinct values of ``field`` (arrays flattened) over the documents matching ``query``."""
+    if lead is None:
+        return await db[collection].distinct(field, dict(query), session=session)
+    stages = [
+        *pipeline(query, lead, projection={field: 1}),
+        {"$unwind": f"${field}"},
+        {"$group": {"_id": f"${field}"}},
+    ]
+    return [d["_id"] async for d in await db[collection].aggregate(stages, session=session)]
