@@ -107,4 +107,5 @@ OPERATION = Operation(
     instances=("ValueSet",),
     documentation="The codes of a DMP value set, with filter (code or display contains, accents ignored), "
     "offset and count",
+    audited=False,
 )

@@ -61,4 +61,5 @@ OPERATION = Operation(
     types=("CodeSystem",),
     documentation="The display of a code of the DMP code systems (document classes, visibility, professions, "
     "creation channels)",
+    audited=False,
 )

@@ -49,6 +49,9 @@ class Operation:
     instances: tuple[str, ...] = ()
     documentation: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Whether each invocation is traced as an AuditEvent: False only for operations that read no
+    # patient data themselves (terminology; $validate, whose read of a stored resource is traced).
+    audited: bool = True
 
     def invocable(self, rtype: str | None, rid: str | None) -> bool:
         """Whether this operation may be invoked at that level."""

@@ -100,4 +100,5 @@ OPERATION = Operation(
     instances=SERVED_TYPES,
     documentation="Validate a resource against the R4 base definition, the DMP profile of its type or a "
     "nominated profile (modes create, update, delete, profile)",
+    audited=False,
 )

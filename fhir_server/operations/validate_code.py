@@ -104,4 +104,5 @@ OPERATION = Operation(
     types=("ValueSet",),
     instances=("ValueSet",),
     documentation="Whether a code (code and system, Coding or CodeableConcept) is in a DMP or R4 value set",
+    audited=False,
 )

@@ -175,3 +175,23 @@ async def test_expand_and_validate_code_take_an_inline_value_set(client: httpx.A
         "ValueSet/JDV-J57-ClassCode-DMP/$validate-code", params={"system": CLASSES, "code": "10"}
     )
     assert _out(by_id) == {"result": True, "display": "Compte rendu"}
+
+
+async def _traces(client: httpx.AsyncClient, interaction: str) -> int:
+    """How many AuditEvents record that interaction (this search is traced as a search)."""
+    params = {"subtype": interaction, "_total": "accurate", "_count": 0}
+    return int((await client.get("AuditEvent", params=params)).json()["total"])
+
+
+async def test_terminology_operations_and_validate_are_not_traced_but_reads_are(
+    client: httpx.AsyncClient,
+) -> None:
+    operations = await _traces(client, "operation")
+    await client.get("CodeSystem/$lookup", params={"system": CLASSES, "code": "31"})
+    await client.get("ValueSet/$expand", params={"url": TYPES})
+    await client.post("Patient/$validate", json={"resourceType": "Patient"})
+    pid = (await client.post("Patient", json={"resourceType": "Patient"})).json()["id"]
+    reads = await _traces(client, "read")
+    await client.get(f"Patient/{pid}/$validate")
+    assert await _traces(client, "operation") == operations
+    assert await _traces(client, "read") == reads + 1  # the read of the stored resource is traced
