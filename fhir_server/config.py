@@ -81,6 +81,19 @@ class Settings:
     upstream_claims: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLAIMS", '{"rpps": "rpps"}'))
     # Years a closed DMP is kept (and may be reopened) before `fhir-server purge-closed` removes it.
     dmp_retention_years: int = field(default_factory=lambda: _env_int("FHIR_DMP_RETENTION_YEARS", 10))
+    # Patient/$summary: how far back pharmacy reimbursements count as current medication, and acts as
+    # recent care (months); which document types it shows the latest one of (LOINC, comma-separated).
+    summary_medication_months: int = field(
+        default_factory=lambda: _env_int("FHIR_SUMMARY_MEDICATION_MONTHS", 6)
+    )
+    summary_act_months: int = field(default_factory=lambda: _env_int("FHIR_SUMMARY_ACT_MONTHS", 12))
+    summary_document_types: str = field(
+        default_factory=lambda: _env(
+            "FHIR_SUMMARY_DOCUMENT_TYPES", "60591-5,11490-0,11502-2,18748-4,11488-4,15507-7,34874-8,11526-1"
+        )
+    )
+    # Patient/$prior-exams: how many months back it looks when the request gives no `months`.
+    prior_exams_months: int = field(default_factory=lambda: _env_int("FHIR_PRIOR_EXAMS_MONTHS", 24))
     # The folder of the habilitation matrix (habilitations.json and its schema) and code systems.
     terminology_dir: Path = field(
         default_factory=lambda: Path(

@@ -17,6 +17,8 @@ FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = {FHIR_JSON, "application/json", "json"}
 _ACCEPTABLE = {FHIR_JSON, "application/json", "application/*", "*/*", "json", "*"}
 _PATCH_TYPES = {"application/json-patch+json"}
+HTML = "text/html"
+_HTML_TYPES = {HTML, "html"}
 
 
 def _media(value: str) -> str:
@@ -38,6 +40,23 @@ def negotiate(request: Request) -> None:
     offered = [_media(a) for a in accept.split(",")]
     if not any(a in _ACCEPTABLE for a in offered):
         raise NotAcceptable(f"cannot answer in '{accept}'; this server speaks application/fhir+json")
+
+
+def wants_html(request: Request) -> bool:
+    """Whether a request for a page that also exists as HTML (``$summary``) asks for it: ``_format=html``
+    (or ``text/html``), or ``Accept`` listing ``text/html`` before any JSON type. Otherwise the FHIR JSON
+    negotiation applies (406 for anything else)."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None and _media(fmt) in _HTML_TYPES:
+        return True
+    if fmt is None:
+        for offered in (_media(a) for a in request.headers.get("accept", "").split(",")):
+            if offered == HTML:
+                return True
+            if offered in _JSON_TYPES:
+                break
+    negotiate(request)
+    return False
 
 
 async def read_body(request: Request, limit: int, kinds: set[str] | None = None) -> bytes:

@@ -10,11 +10,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.api.http import json_response, negotiate
 from fhir_server.api.security import request_access
 from fhir_server.fhir.errors import MethodNotAllowed, NotFound
 from fhir_server.fhir.rest import check_id, check_type
 from fhir_server.operations.registry import OperationCall
-from fhir_server.operations.table import find
+from fhir_server.operations.table import find, find_definition
 
 operation_router = APIRouter()
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -58,3 +59,13 @@ async def type_operation(request: Request, rtype: str, name: str) -> Response:
 @operation_router.api_route("/{rtype}/{rid}/${name}", methods=_METHODS)
 async def instance_operation(request: Request, rtype: str, rid: str, name: str) -> Response:
     return await _invoke(request, name, rtype, rid)
+
+
+@operation_router.get("/OperationDefinition/{oid}")
+async def operation_definition(request: Request, oid: str) -> Response:
+    """The OperationDefinition of an operation this server defines (public, like the metadata)."""
+    negotiate(request)
+    resource = find_definition(oid)
+    if resource is None:
+        raise NotFound(f"OperationDefinition/{oid} is not one of this server's operations")
+    return json_response(request, resource)

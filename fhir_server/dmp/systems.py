@@ -20,6 +20,13 @@ VISIBILITY = (
 )
 LOINC = "http://loinc.org"
 CIP_UCD = "https://smt.esante.gouv.fr/terminologie-cip_ucd"
+CCAM = "https://smt.esante.gouv.fr/terminologie-ccam"
+# (ours) No official FHIR URI is confirmed for these nomenclatures (DOMAIN.md).
+NGAP = "https://dmp-fhir.org/CodeSystem/ngap"
+NABM = "https://dmp-fhir.org/CodeSystem/nabm"
+LPP = "https://dmp-fhir.org/CodeSystem/lpp"
+# (ours) Exam families: what counts as "a similar exam" (terminology/CodeSystem-exam-families.json).
+EXAM_FAMILY = "https://dmp-fhir.org/CodeSystem/exam-family"
 
 # (ours) Who opened a DMP, through which channel: an extension on Patient holding a Coding.
 CREATION_CHANNEL_EXTENSION = "https://dmp-fhir.org/StructureDefinition/dmp-creation-channel"
@@ -36,3 +43,5 @@ OPENING_POLICY = "https://dmp-fhir.org/policy/dmp-opening"
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+# (ours) Sections of the patient summary that the IPS does not code (terminology/CodeSystem-summary-sections.json).
+SUMMARY_SECTION = "https://dmp-fhir.org/CodeSystem/summary-section"

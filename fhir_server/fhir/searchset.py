@@ -102,7 +102,8 @@ def _self_link(bundle: Json) -> str | None:
     return next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "self"), None)
 
 
-def _system_cursor(token: str | None, types: int) -> tuple[int, str | None]:
+def split_cursor(token: str | None, types: int) -> tuple[int, str | None]:
+    """A cursor over several types, ``<type index>.<cursor within that type>``, split (400 when bad)."""
     if not token:
         return 0, None
     index, _, inner = token.partition(".")
@@ -137,7 +138,7 @@ async def system_search_bundle(
         common = code.startswith("_") and all(code in supported_params(t) for t in types)
         if not common and code not in RESULT_PARAMS:
             raise BadRequest(f"'{name}' is not a parameter of every searched type", expression=name)
-    start, inner = _system_cursor(values.get("_cursor"), len(types))
+    start, inner = split_cursor(values.get("_cursor"), len(types))
     first = parse_search(
         types[0], criteria, default_count=options.default_count, max_count=options.max_count, strict=True
     )

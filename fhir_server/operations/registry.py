@@ -49,6 +49,9 @@ class Operation:
     instances: tuple[str, ...] = ()
     documentation: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The OperationDefinition resource, for operations this server defines itself (served at
+    # [base]/OperationDefinition/[id]); None for those HL7 defines.
+    resource: dict[str, Any] | None = None
     # Whether each invocation is traced as an AuditEvent: False only for operations that read no
     # patient data themselves (terminology; $validate, whose read of a stored resource is traced).
     audited: bool = True

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from fhir_server.operations import dmp_statistics, expand, lookup, validate, validate_code
+from typing import Any
+
+from fhir_server.operations import (
+    dmp_statistics,
+    everything,
+    expand,
+    lookup,
+    prior_exams,
+    summary,
+    validate,
+    validate_code,
+)
 from fhir_server.operations.registry import Operation
 
 OPERATIONS: tuple[Operation, ...] = (
     dmp_statistics.OPERATION,
+    everything.OPERATION,
+    prior_exams.OPERATION,
+    summary.OPERATION,
     validate.OPERATION,
     lookup.OPERATION,
     expand.OPERATION,
@@ -17,3 +31,8 @@ OPERATIONS: tuple[Operation, ...] = (
 def find(name: str) -> Operation | None:
     """The operation called ``name`` (without the ``$``)."""
     return next((op for op in OPERATIONS if op.name == name), None)
+
+
+def find_definition(oid: str) -> dict[str, Any] | None:
+    """The OperationDefinition with id ``oid`` of an operation this server defines itself."""
+    return next((op.resource for op in OPERATIONS if op.resource and op.resource.get("id") == oid), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -108,3 +109,26 @@ async def test_batch_get_entries_and_system_search(client: httpx.AsyncClient, se
     assert ids(entries[2]["resource"]) & {setup["masked"], setup["other"]} == set()
     system = await client.get("", params={"_type": "DocumentReference,Patient", "_count": "1000"}, headers=h)
     assert _all_ids(system.json()) & {setup["masked"], setup["other"], setup["hidden"]} == set()
+
+
+async def test_patient_operations(client: httpx.AsyncClient, setup: dict[str, Any]) -> None:
+    h = setup["h"]
+    forbidden = {setup["masked"], setup["other"], setup["hidden"]}
+    for op in (
+        "$everything",
+        "$summary",
+        "$prior-exams?code=https://smt.esante.gouv.fr/terminologie-ccam|ZCQM006",
+    ):
+        r = await client.get(f"Patient/{setup['P']}/{op}", headers=h)
+        assert r.status_code == 200, (op, r.text)
+        # Not an id, a reference or a narrative mention of what the doctor may not see. (The doctor's
+        # own traces, part of the record, name what the earlier tests asked for and were refused.)
+        kept = [
+            e for e in r.json().get("entry", []) if e.get("resource", {}).get("resourceType") != "AuditEvent"
+        ]
+        text = orjson.dumps(kept).decode()
+        assert not [rid for rid in forbidden if rid in text], op
+        refused = await client.get(f"Patient/{setup['hidden']}/{op}", headers=h)
+        assert refused.status_code == 403, (op, refused.text)
+    shown = await client.get(f"Patient/{setup['P']}/$everything", headers=h)
+    assert setup["shown"] in _all_ids(shown.json())
