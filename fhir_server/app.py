@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from fhir_server.api.auth_routes import auth_router, oidc_root_router
+from fhir_server.api.conformance_routes import conformance_router
 from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
 from fhir_server.api.operation_routes import operation_router
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router, prefix="/fhir")
     app.include_router(oidc_root_router)
     app.include_router(operation_router, prefix="/fhir")
+    app.include_router(conformance_router, prefix="/fhir")
     app.include_router(router, prefix="/fhir")
 
     @app.get("/health")

@@ -101,6 +101,15 @@ class Settings:
         )
     )
 
+    # The folder of the DMP StructureDefinitions (profiles/).
+    profiles_dir: Path = field(
+        default_factory=lambda: Path(
+            _env("FHIR_PROFILES_DIR", str(Path(__file__).resolve().parents[1] / "profiles"))
+        )
+    )
+    # Apply the DMP profile of a type in full to every write, not only to resources claiming it.
+    profiles_enforced: bool = field(default_factory=lambda: _env_bool("FHIR_PROFILES_ENFORCED", False))
+
     @property
     def fhir_base(self) -> str:
         """The FHIR base URL, without a trailing slash."""

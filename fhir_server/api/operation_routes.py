@@ -39,7 +39,7 @@ async def _invoke(request: Request, name: str, rtype: str | None, rid: str | Non
         )
     access = await request_access(request)
     response = await op.handler(OperationCall(request, services, access, rtype, rid))
-    if access.audit is not None:
+    if access.audit is not None and op.audited:
         patients = [rid] if rtype == "Patient" and rid else []
         target = [f"{rtype}/{rid}"] if rtype and rid else []
         await access.audit.record(f"operation:${name}", patients, target, query=str(request.url))

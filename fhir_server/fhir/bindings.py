@@ -82,6 +82,11 @@ def _valuesets() -> dict[str, _ValueSet | None]:
     return out
 
 
+def r4_valueset(url: str) -> _ValueSet | None:
+    """The enumerated codes of an R4 value set of a required binding (None: unknown or not enumerable)."""
+    return _valuesets().get(url.split("|")[0])
+
+
 def _step_for(element: typemodel.ElementDef) -> _Step | None:
     # Every element but an unresolved choice has exactly one type, and choices resolve per JSON key.
     type_name = element.types[0] if element.types else ""

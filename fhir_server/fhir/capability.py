@@ -16,6 +16,7 @@ from fhir_server.auth.smart import smart_endpoints
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.operations.registry import Operation
 from fhir_server.operations.table import OPERATIONS
+from fhir_server.profiles.registry import default_profiles
 from fhir_server.search.registry import supported_params
 
 Json = dict[str, Any]
@@ -37,9 +38,11 @@ _INTERACTIONS = [
 
 def _resource(rtype: str) -> Json:
     params = [{"name": p.code, "definition": p.url, "type": p.kind} for p in supported_params(rtype).values()]
+    dmp = default_profiles().dmp_profile(rtype)
     out: Json = {
         "type": rtype,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        **({"supportedProfile": [dmp]} if dmp else {}),
         "interaction": [{"code": c} for c in _INTERACTIONS],
         "versioning": "versioned-update",
         "readHistory": True,
@@ -63,6 +66,34 @@ def _resource(rtype: str) -> Json:
         out["searchRevInclude"] = revs
     if params:
         out["searchParam"] = params
+    ops = _operations(lambda op: rtype in op.types or rtype in op.instances)
+    if ops:
+        out["operation"] = ops
+    return out
+
+
+# The conformance resources served read-only from files (api/conformance_routes.py).
+_CONFORMANCE = ("CodeSystem", "ConceptMap", "StructureDefinition", "ValueSet")
+_CONFORMANCE_PARAMS = [
+    ("_id", "http://hl7.org/fhir/SearchParameter/Resource-id", "token"),
+    ("url", "http://hl7.org/fhir/SearchParameter/conformance-url", "uri"),
+    ("name", "http://hl7.org/fhir/SearchParameter/conformance-name", "string"),
+    ("status", "http://hl7.org/fhir/SearchParameter/conformance-status", "token"),
+    ("version", "http://hl7.org/fhir/SearchParameter/conformance-version", "token"),
+]
+
+
+def _conformance_resource(rtype: str) -> Json:
+    params = list(_CONFORMANCE_PARAMS)
+    if rtype == "StructureDefinition":
+        params.append(("type", "http://hl7.org/fhir/SearchParameter/StructureDefinition-type", "token"))
+    out: Json = {
+        "type": rtype,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        "documentation": "Read-only: the definitions of this release (profiles/ and terminology/)",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{"name": n, "definition": u, "type": k} for n, u, k in params],
+    }
     ops = _operations(lambda op: rtype in op.types or rtype in op.instances)
     if ops:
         out["operation"] = ops
@@ -134,7 +165,13 @@ def capability_statement(base_url: str | None = None) -> Json:
             {
                 "mode": "server",
                 "security": _security(base_url),
-                "resource": [_resource(t) for t in SERVED_TYPES],
+                "resource": sorted(
+                    [
+                        *(_resource(t) for t in SERVED_TYPES),
+                        *(_conformance_resource(t) for t in _CONFORMANCE),
+                    ],
+                    key=lambda r: str(r["type"]),
+                ),
                 "interaction": [
                     {"code": "transaction"},
                     {"code": "batch"},

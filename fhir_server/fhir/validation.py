@@ -16,6 +16,7 @@ from fhir_server.fhir.bindings import check_required_bindings
 from fhir_server.fhir.errors import BadRequest, Issue, Unprocessable
 from fhir_server.fhir.registry import is_served
 from fhir_server.fhir.typemodel import check_json_types
+from fhir_server.profiles.registry import default_profiles
 
 Json = dict[str, Any]
 
@@ -101,19 +102,26 @@ def resource_type_of(data: Any, expected: str | None = None) -> str:
     return rtype
 
 
-def validate_resource(data: Any, expected: str | None = None) -> Json:
-    """Validate a resource body and return it (unchanged) when it is acceptable.
-
-    Raises :class:`BadRequest` (400) for anything that is not a valid R4 resource and
-    :class:`Unprocessable` (422) for codes outside a required binding.
-    """
-    rtype = resource_type_of(data, expected)
+def structure_issues(data: Json, rtype: str) -> list[Issue]:
+    """What makes ``data`` not a valid R4 resource of ``rtype`` (empty when it is one)."""
     issues: list[Issue] = []
     _check_json_shape(data, rtype, issues)
     if not issues:
         issues = _model_issues(rtype, data)
     if not issues:
         issues = [Issue("structure", f"{e}: {m}", expression=e) for e, m in check_json_types(data)]
+    return issues
+
+
+def validate_resource(data: Any, expected: str | None = None) -> Json:
+    """Validate a resource body and return it (unchanged) when it is acceptable.
+
+    Raises :class:`BadRequest` (400) for anything that is not a valid R4 resource and
+    :class:`Unprocessable` (422) for codes outside a required binding and for what breaks the profiles
+    that apply (``fhir_server.profiles.registry``: claimed ones, and the DMP profile of the type).
+    """
+    rtype = resource_type_of(data, expected)
+    issues = structure_issues(data, rtype)
     if issues:
         raise BadRequest(issues=issues)
     binding = check_required_bindings(data)
@@ -128,4 +136,7 @@ def validate_resource(data: Any, expected: str | None = None) -> Json:
                 for b in binding
             ]
         )
+    failures = [i for i in default_profiles().check(data) if i.severity in {"error", "fatal"}]
+    if failures:
+        raise Unprocessable(issues=failures)
     return data

@@ -52,6 +52,9 @@ class Operation:
     # The OperationDefinition resource, for operations this server defines itself (served at
     # [base]/OperationDefinition/[id]); None for those HL7 defines.
     resource: dict[str, Any] | None = None
+    # Whether each invocation is traced as an AuditEvent: False only for operations that read no
+    # patient data themselves (terminology; $validate, whose read of a stored resource is traced).
+    audited: bool = True
 
     def invocable(self, rtype: str | None, rid: str | None) -> bool:
         """Whether this operation may be invoked at that level."""

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.operations import dmp_statistics, everything, prior_exams, summary
+from fhir_server.operations import (
+    dmp_statistics,
+    everything,
+    expand,
+    lookup,
+    prior_exams,
+    summary,
+    validate,
+    validate_code,
+)
 from fhir_server.operations.registry import Operation
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -12,6 +21,10 @@ OPERATIONS: tuple[Operation, ...] = (
     everything.OPERATION,
     prior_exams.OPERATION,
     summary.OPERATION,
+    validate.OPERATION,
+    lookup.OPERATION,
+    expand.OPERATION,
+    validate_code.OPERATION,
 )
 
 

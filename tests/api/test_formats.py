@@ -325,9 +325,13 @@ async def test_metadata_is_an_r4_capability_statement_of_the_served_types(client
     assert cs["fhirVersion"] == "4.0.1"
     assert cs["kind"] == "instance"
     assert {"json", "application/fhir+json"} & set(cs["format"])
-    types = [res["type"] for res in cs["rest"][0]["resource"]]
-    assert set(types) == SERVED
-    assert len(types) == len(SERVED)
+    resources = cs["rest"][0]["resource"]
+    stored = [res["type"] for res in resources if {"code": "create"} in res["interaction"]]
+    assert set(stored) == SERVED
+    assert len(stored) == len(SERVED)
+    # The conformance resources served read-only from files (profiles/, terminology/).
+    read_only = {res["type"] for res in resources} - SERVED
+    assert read_only == {"CodeSystem", "ConceptMap", "StructureDefinition", "ValueSet"}
 
 
 async def test_metadata_honours_format_negotiation(client: httpx.AsyncClient) -> None:

@@ -46,7 +46,8 @@ async def test_unknown_channel_is_422_and_writes_nothing(client: httpx.AsyncClie
     before = await snapshot(mongo)
     r = await client.post("Patient", json=dmp_patient(channel="bureau-de-tabac"))
     assert r.status_code == 422
-    assert r.json()["issue"][0]["expression"] == ["Patient.extension[0].valueCoding.code"]
+    # The DMP profile's vocabulary check (the required binding of the extension's value) answers first.
+    assert r.json()["issue"][0]["expression"] == ["Patient.extension[0].value"]
     wrong_system = dmp_patient(channel="cpam")
     wrong_system["extension"][0]["valueCoding"]["system"] = "http://example.org/channels"
     r = await client.post("Patient", json=wrong_system)
