@@ -7,6 +7,10 @@ aggregation whose first ``$match`` is its *lead* (conditions of the query that a
 every match satisfies) and whose second ``$match`` is the whole query: SecantusDB lifts the first stage
 into an index lookup and filters those candidates with the second; ``mongod`` merges adjacent
 ``$match`` stages and plans them as one query, so the lead changes nothing there.
+
+A long ``$in`` (a professional's thousands of authorized patients) costs SecantusDB a comparison per
+listed value for every candidate document. So when the lead selects few candidates, their values of that
+field are read first and the list is cut to the values they hold: no candidate's match changes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ Lead = Mapping[str, Any]
 _SCALARS = (str, int, float, bool, datetime)
 _LOWER = ("$gte", "$gt")
 _UPPER = ("$lte", "$lt")
+# An $in longer than this is cut to the values the lead's candidates hold, when they are at most _PROBE.
+_LONG_IN = 64
+_PROBE = 1000
 # Guessed index entries selected by a string prefix and by a one-sided range.
 PREFIX, RANGE = 100, 1_000_000
 
@@ -119,6 +126,59 @@ def lead_on(query: Mapping[str, Any], fields: Sequence[str]) -> Lead | None:
     return None
 
 
+def _long_ins(query: Mapping[str, Any], out: set[str]) -> set[str]:
+    """The fields of ``query`` compared with a long ``$in`` (at the top or under ``$and``/``$or``/``$nor``)."""
+    for key, value in query.items():
+        if key in ("$and", "$or", "$nor"):
+            for part in value:
+                _long_ins(part, out)
+        elif not key.startswith("$") and isinstance(value, dict) and len(value.get("$in") or ()) > _LONG_IN:
+            out.add(key)
+    return out
+
+
+def _cut(query: Mapping[str, Any], held: dict[str, set[Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in ("$and", "$or", "$nor"):
+            out[key] = [_cut(part, held) for part in value]
+        elif key in held and isinstance(value, dict) and isinstance(value.get("$in"), list):
+            out[key] = {**value, "$in": [v for v in value["$in"] if not _hashable(v) or v in held[key]]}
+        else:
+            out[key] = value
+    return out
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, _SCALARS)
+
+
+def _values(doc: Mapping[str, Any], path: str) -> list[Any]:
+    node: Any = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    items = node if isinstance(node, list) else [node]
+    return [v for v in items if _hashable(v)]
+
+
+async def narrowed(
+    db: AsyncDatabase[Document],
+    collection: str,
+    query: Mapping[str, Any],
+    lead: Lead | None,
+    session: AsyncClientSession | None = None,
+) -> Mapping[str, Any]:
+    """``query`` with its long ``$in`` lists cut to the values the lead's candidates hold."""
+    fields = _long_ins(query, set()) if lead else set()
+    if not fields or lead is None:
+        return query
+    probe = db[collection].find(dict(lead), {f: 1 for f in fields}, session=session, limit=_PROBE + 1)
+    docs = [d async for d in probe]
+    if len(docs) > _PROBE:
+        return query
+    return _cut(query, {f: {v for d in docs for v in _values(d, f)} for f in fields})
+
+
 def pipeline(
     query: Mapping[str, Any],
     lead: Lead | None,
@@ -156,6 +216,7 @@ async def find_led(
         if sort:
             cursor = cursor.sort(list(sort))
         return [d async for d in cursor]
+    query = await narrowed(db, collection, query, lead, session)
     stages = pipeline(query, lead, sort, limit, projection)
     return [d async for d in await coll.aggregate(stages, session=session)]
 
@@ -170,6 +231,7 @@ async def count_led(
     """How many documents of ``collection`` match ``query``."""
     if lead is None:
         return await db[collection].count_documents(dict(query), session=session)
+    query = await narrowed(db, collection, query, lead, session)
     stages = [*pipeline(query, lead), {"$count": "n"}]
     rows = [d async for d in await db[collection].aggregate(stages, session=session)]
     return int(rows[0]["n"]) if rows else 0
@@ -186,6 +248,7 @@ async def distinct_led(
     """The distinct values of ``field`` (arrays flattened) over the documents matching ``query``."""
     if lead is None:
         return await db[collection].distinct(field, dict(query), session=session)
+    query = await narrowed(db, collection, query, lead, session)
     stages = [
         *pipeline(query, lead, projection={field: 1}),
         {"$unwind": f"${field}"},

@@ -1,0 +1,33 @@
+"""Led queries return exactly what the plain query returns, long $in lists cut or not."""
+
+from __future__ import annotations
+
+import uuid
+
+from fhir_server.storage.client import Mongo
+from fhir_server.storage.lead import count_led, distinct_led, find_led
+
+
+async def test_led_query_with_a_long_in_matches_the_plain_query(mongo: Mongo) -> None:
+    name = f"lead_{uuid.uuid4().hex[:8]}"
+    coll = mongo.db[name]
+    await coll.create_index("p")
+    docs = [
+        {"_id": "a", "p": "x", "comp": ["p1"]},
+        {"_id": "b", "p": "x", "comp": ["p999", "p3"]},  # allowed through its second patient only
+        {"_id": "c", "p": "x", "comp": ["p998"]},  # not allowed
+        {"_id": "d", "p": "y", "comp": ["p1"]},  # not led
+        {"_id": "e", "p": "x", "comp": []},
+    ]
+    await coll.insert_many(docs)
+    allowed = [f"p{i}" for i in range(500)]
+    query = {
+        "$and": [{"p": "x"}, {"$or": [{"comp": {"$in": allowed}}, {"comp": {"$size": 0}}]}],
+        "del": {"$ne": True},
+    }
+    plain = sorted([d["_id"] async for d in coll.find(query)])
+    led = sorted(d["_id"] for d in await find_led(mongo.db, name, query, {"p": "x"}))
+    assert plain == led == ["a", "b", "e"]
+    assert await count_led(mongo.db, name, query, {"p": "x"}) == 3
+    assert sorted(await distinct_led(mongo.db, name, "comp", query, {"p": "x"})) == ["p1", "p3", "p999"]
+    await coll.drop()
