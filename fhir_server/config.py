@@ -79,6 +79,10 @@ class Settings:
     upstream_scope: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_SCOPE", "openid"))
     # JSON object: our claim name -> dotted path in the upstream id_token/userinfo claims ("rpps" required).
     upstream_claims: str = field(default_factory=lambda: _env("FHIR_UPSTREAM_CLAIMS", '{"rpps": "rpps"}'))
+    # How many months of staged reimbursements a newly opened DMP receives (DOMAIN.md: 12, later 24).
+    reimbursement_history_months: int = field(
+        default_factory=lambda: _env_int("FHIR_REIMBURSEMENT_HISTORY_MONTHS", 12)
+    )
     # The folder of the habilitation matrix (habilitations.json and its schema) and code systems.
     terminology_dir: Path = field(
         default_factory=lambda: Path(

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +45,9 @@ from fhir_server.storage.indexes import HISTORY
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
 
 Json = dict[str, Any]
+# Called after a Patient version is stored, in the same transaction: (service, new resource, previous
+# resource or None, session). The DMP feeds a new DMP's reimbursement history through it.
+PatientHook = Callable[["ResourceService", Json, Json | None, Any], Awaitable[None]]
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 
@@ -142,15 +145,19 @@ class ResourceService:
         engine: SearchEngine,
         access: Access | None = None,
         allow_invisible_and_masked: bool = False,
+        patient_hook: PatientHook | None = None,
     ) -> None:
         self.repo = repo
         self.engine = engine
         self.access = access or Access.full()
         self.allow_invisible_and_masked = allow_invisible_and_masked
+        self.patient_hook = patient_hook
 
     def bound(self, access: Access) -> ResourceService:
         """This service acting for a caller with ``access``."""
-        return ResourceService(self.repo, self.engine, access, self.allow_invisible_and_masked)
+        return ResourceService(
+            self.repo, self.engine, access, self.allow_invisible_and_masked, self.patient_hook
+        )
 
     async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
         """403 unless the current version of ``rtype/rid`` is within the access for ``action``."""
@@ -249,6 +256,8 @@ class ResourceService:
             await self.check(rtype, rid, CREATE if op == "create" else UPDATE, session)
         if self.access.audit is not None:
             await self.access.audit.record(op, new.compartments, [f"{rtype}/{rid}"], session=session)
+        if rtype == "Patient" and new.resource is not None and self.patient_hook is not None:
+            await self.patient_hook(self, new.resource, current.resource if current else None, session)
         return Record(rtype, rid, version, new.last_updated, new.resource is None, new.resource, op)
 
     async def create_many(self, resources: list[Json]) -> list[Record]:

@@ -1,0 +1,98 @@
+"""The staging collection of imported extract lines, per NIR (docs/reimbursement-extract.md).
+
+Every checked line is kept here, keyed by NIR, invoice and line number, so importing a line again
+replaces it rather than adding one::
+
+    reimbursement_staging  {_id: "nir|invoice|line", nir, inv, care: "YYYY-MM-DD", row: {columns},
+                            at: first imported, pid: Patient id once written as resources, or None}
+
+Lines of a NIR without a DMP wait here; when the DMP is opened, those of the last months become
+resources (fhir_server.dmp.feed). Only this module reads and writes the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, UpdateOne
+
+from fhir_server.dmp.extract import Line, Row
+from fhir_server.storage.client import Mongo
+from fhir_server.storage.repository import Session
+
+STAGING = "reimbursement_staging"
+_BY_NIR = "nir_care"
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    """A staged line and the Patient it was applied to (None while it waits for a DMP)."""
+
+    row: Row
+    pid: str | None
+
+
+def staging_key(row: Row) -> str:
+    return f"{row['nir']}|{row['invoice_id']}|{row['line_no']}"
+
+
+async def ensure_staging_indexes(mongo: Mongo) -> None:
+    """The index every read of the staging collection runs on: NIR, then care date."""
+    await mongo.db[STAGING].create_indexes(
+        [IndexModel([("nir", ASCENDING), ("care", ASCENDING)], name=_BY_NIR)]
+    )
+
+
+async def stage(mongo: Mongo, lines: Sequence[Line], now: datetime, session: Session) -> None:
+    """Store (or replace) these lines; a line already applied to a DMP keeps its ``pid``."""
+    if not lines:
+        return
+    ops = [
+        UpdateOne(
+            {"_id": staging_key(line.row)},
+            {
+                "$set": {
+                    "nir": line.row["nir"],
+                    "inv": line.invoice,
+                    "care": line.row["care_date"],
+                    "row": line.row,
+                },
+                "$setOnInsert": {"at": now, "pid": None},
+            },
+            upsert=True,
+        )
+        for line in lines
+    ]
+    await mongo.db[STAGING].bulk_write(ops, ordered=False, session=session)
+
+
+async def rows_of(
+    mongo: Mongo, nirs: Iterable[str], session: Session | None, since: str | None = None
+) -> dict[str, list[StagedRow]]:
+    """The staged lines of these NIRs (care date on or after ``since`` when given), per NIR."""
+    query: dict[str, Any] = {"nir": {"$in": sorted(set(nirs))}}
+    if since is not None:
+        query["care"] = {"$gte": since}
+    out: dict[str, list[StagedRow]] = {}
+    cursor = mongo.db[STAGING].find(query, {"row": 1, "pid": 1}, session=session, hint=_BY_NIR)
+    async for doc in cursor:
+        row = doc["row"]
+        out.setdefault(row["nir"], []).append(StagedRow(row, doc.get("pid")))
+    return out
+
+
+async def mark_applied(mongo: Mongo, rows: Iterable[Row], patient_id: str, session: Session) -> None:
+    """Record that these lines are now resources of Patient ``patient_id``."""
+    keys = [staging_key(r) for r in rows]
+    if keys:
+        await mongo.db[STAGING].update_many(
+            {"_id": {"$in": keys}}, {"$set": {"pid": patient_id}}, session=session
+        )
+
+
+async def waiting(mongo: Mongo) -> int:
+    """How many staged lines belong to no DMP yet."""
+    return await mongo.db[STAGING].count_documents({"pid": None})
