@@ -99,8 +99,8 @@ class LineChecker:
 
     def problem(self, row: Row) -> str | None:
         """Why ``row`` cannot be imported, or None when it can."""
-        errors = sorted(self.validator.iter_errors(row), key=lambda e: list(e.absolute_path))
-        if errors:
+        if not self.validator.is_valid(row):
+            errors = sorted(self.validator.iter_errors(row), key=lambda e: list(e.absolute_path))
             return "; ".join(_schema_reason(e) for e in errors[:3])
         try:
             parse_nir(row["nir"])

@@ -168,8 +168,7 @@ class Feeder:
                 bodies.extend(derived_statements(pid, considered[nir], self.today))
         obsolete = await self._obsolete_statements(derive_for, {b["id"] for b in bodies}, session)
         await self._write(bodies, obsolete, session)
-        for nir, rows in selected.items():
-            await mark_applied(self.repo.mongo, rows, patients[nir], session)
+        await mark_applied(self.repo.mongo, {patients[nir]: rows for nir, rows in selected.items()}, session)
 
     async def _obsolete_statements(self, patients: list[str], keep: set[str], session: Session) -> list[str]:
         """Derived statements of these patients that the new derivation no longer gives (periods merged)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, IndexModel, UpdateMany, UpdateOne
 
 from fhir_server.dmp.extract import Line, Row
 from fhir_server.storage.client import Mongo
@@ -84,15 +84,11 @@ async def rows_of(
     return out
 
 
-async def mark_applied(mongo: Mongo, rows: Iterable[Row], patient_id: str, session: Session) -> None:
-    """Record that these lines are now resources of Patient ``patient_id``."""
-    keys = [staging_key(r) for r in rows]
-    if keys:
-        await mongo.db[STAGING].update_many(
-            {"_id": {"$in": keys}}, {"$set": {"pid": patient_id}}, session=session
-        )
-
-
-async def waiting(mongo: Mongo) -> int:
-    """How many staged lines belong to no DMP yet."""
-    return await mongo.db[STAGING].count_documents({"pid": None})
+async def mark_applied(mongo: Mongo, applied: dict[str, list[Row]], session: Session) -> None:
+    """Record that these lines are now resources of their Patient (``applied``: Patient id → lines)."""
+    ops = [
+        UpdateMany({"_id": {"$in": [staging_key(r) for r in rows]}}, {"$set": {"pid": pid}})
+        for pid, rows in applied.items()
+    ]
+    if ops:
+        await mongo.db[STAGING].bulk_write(ops, ordered=False, session=session)
