@@ -47,26 +47,38 @@ async def ensure_staging_indexes(mongo: Mongo) -> None:
 
 
 async def stage(mongo: Mongo, lines: Sequence[Line], now: datetime, session: Session) -> None:
-    """Store (or replace) these lines; a line already applied to a DMP keeps its ``pid``."""
+    """Store these lines: new ones inserted in bulk, changed ones replaced (keeping ``pid`` and ``at``),
+    identical ones left alone."""
     if not lines:
         return
-    ops = [
-        UpdateOne(
-            {"_id": staging_key(line.row)},
-            {
-                "$set": {
-                    "nir": line.row["nir"],
-                    "inv": line.invoice,
-                    "care": line.row["care_date"],
-                    "row": line.row,
-                },
-                "$setOnInsert": {"at": now, "pid": None},
-            },
-            upsert=True,
-        )
-        for line in lines
+    coll = mongo.db[STAGING]
+    wanted = {staging_key(line.row): line for line in lines}
+    stored = {
+        d["_id"]: d["row"]
+        async for d in coll.find({"_id": {"$in": list(wanted)}}, {"row": 1}, session=session)
+    }
+    new = [
+        {
+            "_id": key,
+            "nir": line.row["nir"],
+            "inv": line.invoice,
+            "care": line.row["care_date"],
+            "row": line.row,
+            "at": now,
+            "pid": None,
+        }
+        for key, line in wanted.items()
+        if key not in stored
     ]
-    await mongo.db[STAGING].bulk_write(ops, ordered=False, session=session)
+    changed = [
+        UpdateOne({"_id": key}, {"$set": {"care": line.row["care_date"], "row": line.row}})
+        for key, line in wanted.items()
+        if key in stored and stored[key] != line.row
+    ]
+    if new:
+        await coll.insert_many(new, ordered=False, session=session)
+    if changed:
+        await coll.bulk_write(changed, ordered=False, session=session)
 
 
 async def rows_of(

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fhir_server.cli import main
 from fhir_server.config import Settings
 from fhir_server.dmp import systems
+from fhir_server.dmp.feed import Feeder
 from fhir_server.dmp.importer import ExtractImporter, ImportReport
 from fhir_server.storage.client import Mongo
 from tests.conftest import bearer
@@ -249,3 +250,42 @@ def _fhir_bundle(pid: str, btype: str, invoice: str) -> dict[str, Any]:
             entry["request"] = {"method": "POST", "url": res["resourceType"]}
         entries.append(entry)
     return {"resourceType": "Bundle", "type": btype, "entry": entries}
+
+
+async def test_a_corrected_line_gives_a_new_version_of_its_invoice(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    nir = new_nir()
+    pid = await _open_dmp(client, nir)
+    invoice = _invoice()
+    await _import(app, extract(line(nir, invoice)))
+    await _import(app, extract(line(nir, invoice, amounts=("30.00", "21.00", "9.00"))))
+    [eob] = await _search(client, f"ExplanationOfBenefit?patient={pid}")
+    assert eob["meta"]["versionId"] == "2"
+    assert eob["payment"]["amount"]["value"] == 21
+
+
+async def test_an_import_that_stopped_half_way_completes_when_run_again(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nir = new_nir()
+    pid = await _open_dmp(client, nir)
+    text = extract(*(line(nir, f"{_invoice()}", days_ago=10 + i) for i in range(7)))
+    real = Feeder.apply
+    calls = {"n": 0}
+
+    async def crash_on_third_batch(self: Feeder, *args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("the process died")
+        await real(self, *args)
+
+    monkeypatch.setattr(Feeder, "apply", crash_on_third_batch)
+    with pytest.raises(RuntimeError):
+        await _import(app, text)
+    # The two batches acknowledged before the crash (3 lines each) are there.
+    assert len(await _search(client, f"ExplanationOfBenefit?patient={pid}")) == 6
+    monkeypatch.setattr(Feeder, "apply", real)
+    report = await _import(app, text)
+    assert report.written["ExplanationOfBenefit"] == 1
+    assert len(await _search(client, f"ExplanationOfBenefit?patient={pid}")) == 7
