@@ -27,6 +27,7 @@ import json
 import platform
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -177,6 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await mongo.close()
     finally:
         await stop_database(db)
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

@@ -276,6 +276,8 @@ class ResourceService:
                     await self.repo.label_binaries(
                         v.labels.get("bin", []), inherited(v.labels), v.compartments, s
                     )
+                if v.rtype == "Patient" and v.resource is not None and self.patient_hook is not None:
+                    await self.patient_hook(self, v.resource, None, s)
 
         await self.repo.in_transaction(run)
         return [Record(v.rtype, v.id, 1, now, False, v.resource, "create") for v in versions]

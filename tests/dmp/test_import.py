@@ -289,3 +289,10 @@ async def test_an_import_that_stopped_half_way_completes_when_run_again(
     report = await _import(app, text)
     assert report.written["ExplanationOfBenefit"] == 1
     assert len(await _search(client, f"ExplanationOfBenefit?patient={pid}")) == 7
+
+
+async def test_dmps_opened_in_bulk_receive_their_history_too(app: FastAPI, client: httpx.AsyncClient) -> None:
+    nir = new_nir(sex="2")
+    await _import(app, extract(line(nir, _invoice())))
+    [record] = await app.state.services.resources.create_many([insured(nir)])
+    assert len(await _search(client, f"ExplanationOfBenefit?patient={record.id}")) == 1
