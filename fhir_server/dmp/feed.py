@@ -132,7 +132,7 @@ class Feeder:
         touched: set[str] | None,
     ) -> None:
         """Write the resources of the invoices in ``touched`` (all staged ones when None) of every NIR
-        of ``patients``, and derive again the MedicationStatements of the patients with pharmacy lines.
+        of ``patients`` (the caller records the lines as applied), and derive again the MedicationStatements of the patients with pharmacy lines.
         Lines of earlier extracts count for the statements only once applied to the DMP."""
         selected: dict[str, list[Row]] = {}
         considered: dict[str, list[Row]] = {}
@@ -168,7 +168,6 @@ class Feeder:
                 bodies.extend(derived_statements(pid, considered[nir], self.today))
         obsolete = await self._obsolete_statements(derive_for, {b["id"] for b in bodies}, session)
         await self._write(bodies, obsolete, session)
-        await mark_applied(self.repo.mongo, {patients[nir]: rows for nir, rows in selected.items()}, session)
 
     async def _obsolete_statements(self, patients: list[str], keep: set[str], session: Session) -> list[str]:
         """Derived statements of these patients that the new derivation no longer gives (periods merged)."""
@@ -239,6 +238,9 @@ async def feed_new_dmp(
     staged = await rows_of(repo.mongo, nirs, session, since=months_before(today, months).isoformat())
     feeder = Feeder(repo, today)
     await feeder.apply(staged, dict.fromkeys(staged, patient["id"]), session, None)
+    await mark_applied(
+        repo.mongo, {patient["id"]: [s.row for rows in staged.values() for s in rows]}, session
+    )
     feeder.commit()
     return feeder.written
 

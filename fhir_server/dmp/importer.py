@@ -12,6 +12,8 @@ when it has none), so importing it again updates rather than duplicates.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -93,13 +95,23 @@ class ExtractImporter:
         await ensure_staging_indexes(self.repo.mongo)
         report = ImportReport(source)
         batches = Batches(self.checker, self.batch_lines)
+        invoices = batches.invoices(stream)
         before = self.feeder.written.copy()
         seen = 0
-        for batch in batches.invoices(stream):
-            await self._batch(batch, report)
-            if advance is not None:
-                advance(batches.lines - seen)
-            seen = batches.lines
+        # Lines are read and checked in a thread, one batch ahead: that work overlaps the database's.
+        ahead = asyncio.ensure_future(asyncio.to_thread(next, invoices, None))
+        try:
+            while (batch := await ahead) is not None:
+                read = batches.lines
+                ahead = asyncio.ensure_future(asyncio.to_thread(next, invoices, None))
+                await self._batch(batch, report)
+                if advance is not None:
+                    advance(read - seen)
+                seen = read
+        finally:
+            if not ahead.done():
+                with contextlib.suppress(Exception):
+                    await ahead
         if advance is not None and batches.lines > seen:
             advance(batches.lines - seen)
         report.lines = batches.lines
@@ -116,8 +128,8 @@ class ExtractImporter:
 
         async def run(s: Session) -> None:
             self.feeder.begin()
-            await stage(mongo, lines, now, s)
             patients = await self.feeder.patients_for(nirs, s)
+            await stage(mongo, lines, patients, now, s)
             touched = {inv.invoice_id for inv in invoices if inv.lines[0].row["nir"] in patients}
             if patients:
                 staged = await rows_of(mongo, patients, s)

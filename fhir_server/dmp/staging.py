@@ -46,35 +46,29 @@ async def ensure_staging_indexes(mongo: Mongo) -> None:
     )
 
 
-async def stage(mongo: Mongo, lines: Sequence[Line], now: datetime, session: Session) -> None:
-    """Store these lines: new ones inserted in bulk, changed ones replaced (keeping ``pid`` and ``at``),
-    identical ones left alone."""
+async def stage(
+    mongo: Mongo, lines: Sequence[Line], patients: dict[str, str], now: datetime, session: Session
+) -> None:
+    """Store these lines, those of ``patients`` (NIR → Patient id) as applied to that DMP: new ones
+    inserted in bulk, changed ones updated (keeping ``at``), identical ones left alone."""
     if not lines:
         return
     coll = mongo.db[STAGING]
     wanted = {staging_key(line.row): line for line in lines}
-    stored = {
-        d["_id"]: d["row"]
-        async for d in coll.find({"_id": {"$in": list(wanted)}}, {"row": 1}, session=session)
-    }
-    new = [
-        {
-            "_id": key,
-            "nir": line.row["nir"],
-            "inv": line.invoice,
-            "care": line.row["care_date"],
-            "row": line.row,
-            "at": now,
-            "pid": None,
-        }
-        for key, line in wanted.items()
-        if key not in stored
-    ]
-    changed = [
-        UpdateOne({"_id": key}, {"$set": {"care": line.row["care_date"], "row": line.row}})
-        for key, line in wanted.items()
-        if key in stored and stored[key] != line.row
-    ]
+    query = {"_id": {"$in": list(wanted)}}
+    stored = {d["_id"]: d async for d in coll.find(query, {"row": 1, "pid": 1}, session=session)}
+    new, changed = [], []
+    for key, line in wanted.items():
+        pid = patients.get(line.row["nir"])
+        old = stored.get(key)
+        if old is None:
+            new.append(
+                {"_id": key, "nir": line.row["nir"], "inv": line.invoice, "care": line.row["care_date"]}
+                | {"row": line.row, "at": now, "pid": pid}
+            )
+        elif old["row"] != line.row or (pid is not None and old.get("pid") != pid):
+            fields = {"care": line.row["care_date"], "row": line.row, **({"pid": pid} if pid else {})}
+            changed.append(UpdateOne({"_id": key}, {"$set": fields}))
     if new:
         await coll.insert_many(new, ordered=False, session=session)
     if changed:
