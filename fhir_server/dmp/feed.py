@@ -12,6 +12,7 @@ created once.
 
 from __future__ import annotations
 
+import calendar
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date
@@ -56,13 +57,7 @@ def ins_values(patient: Json | None) -> set[str]:
 def months_before(day: date, months: int) -> date:
     """The same day ``months`` months earlier (the last day of that month when it is shorter)."""
     year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
-    month += 1
-    for d in range(day.day, 27, -1):
-        try:
-            return date(year, month, d)
-        except ValueError:
-            continue
-    return date(year, month, min(day.day, 28))
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 class Feeder:
