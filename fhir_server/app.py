@@ -29,6 +29,8 @@ from fhir_server.auth.matrix import load_matrix
 from fhir_server.auth.setup import build_auth
 from fhir_server.auth.store import purge_loop
 from fhir_server.config import Settings
+from fhir_server.dmp.feed import history_hook
+from fhir_server.dmp.staging import ensure_staging_indexes
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
 from fhir_server.fhir.registry import SERVED_TYPES
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for rtype, extra in POLICY_INDEXES.items():
                     indexes[rtype] = [*indexes.get(rtype, []), *extra]
                 await mongo.open(indexes)
+                await ensure_staging_indexes(mongo)
                 repo = Repository(mongo)
                 app.state.audit_trail = AuditTrail(repo)
                 engine = SearchEngine(
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     engine,
                     allow_invisible_and_masked=matrix.allow_invisible_and_masked,
                     retention_years=settings.dmp_retention_years,
+                    patient_hook=history_hook(settings.reimbursement_history_months),
                 )
                 options = SearchOptions(settings.default_page_size, settings.max_page_size)
                 bundles = BundleProcessor(resources, settings.fhir_base, options, settings.max_bundle_entries)

@@ -1,5 +1,5 @@
 """The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, ``demo-data``, ``purge-closed``,
-and ``users``, ``clients``, ``token`` (:mod:`fhir_server.auth.cli`).
+``import-reimbursements``, and ``users``, ``clients``, ``token`` (:mod:`fhir_server.auth.cli`).
 
 Commands that need the database accept ``--data-dir`` (or ``FHIR_DATA_DIR``) and honour
 ``FHIR_MONGO_URI``; with the embedded database they reach the one a running server started, or start it
@@ -104,6 +104,8 @@ def _counts(args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
     """The server's own Bundle processor, with full access, on the database of ``settings``."""
+    from fhir_server.dmp.feed import history_hook
+    from fhir_server.dmp.staging import ensure_staging_indexes
     from fhir_server.fhir.bundle import BundleProcessor
     from fhir_server.fhir.registry import SERVED_TYPES
     from fhir_server.fhir.rest import ResourceService
@@ -125,12 +127,18 @@ async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
         mongo = Mongo(uri, settings.mongo_db)
         try:
             await mongo.open(index_specs(SERVED_TYPES))
+            await ensure_staging_indexes(mongo)
             repo = Repository(mongo)
             engine = SearchEngine(
                 repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
             )
             options = SearchOptions(settings.default_page_size, settings.max_page_size)
-            service = ResourceService(repo, engine, retention_years=settings.dmp_retention_years)
+            service = ResourceService(
+                repo,
+                engine,
+                retention_years=settings.dmp_retention_years,
+                patient_hook=history_hook(settings.reimbursement_history_months),
+            )
             yield BundleProcessor(service, settings.fhir_base, options, settings.max_bundle_entries)
         finally:
             await mongo.close()
@@ -195,6 +203,66 @@ def _purge_closed(args: argparse.Namespace) -> int:
 
     print(asyncio.run(run()))
     return 0
+
+
+def _import_format(path: Path, wanted: str) -> str:
+    """``extract`` or ``fhir``: as asked, else from the suffix, else from the first character."""
+    if wanted != "auto":
+        return wanted
+    if path.suffix.lower() in {".csv", ".txt"}:
+        return "extract"
+    if path.suffix.lower() == ".json":
+        return "fhir"
+    with path.open("rb") as f:
+        return "fhir" if f.read(64).lstrip().startswith(b"{") else "extract"
+
+
+async def _import_paths(settings: Settings, paths: list[Path], wanted: str) -> int:
+    from fhir_server.dmp.extract import ExtractError
+    from fhir_server.dmp.importer import ExtractImporter, import_bundle
+    from fhir_server.fhir.codec import parse_json
+    from fhir_server.fhir.errors import FhirError
+    from fhir_server.progress import Progress
+
+    failed = 0
+    async with _write_path(settings) as processor:
+        for path in paths:
+            try:
+                if _import_format(path, wanted) == "fhir":
+                    statuses = await import_bundle(processor, parse_json(path.read_bytes()))
+                    done = ", ".join(f"{n} × {status}" for status, n in sorted(statuses.items()))
+                    print(f"{path}: Bundle imported ({done or 'no entries'})")
+                    continue
+                with path.open("rb") as f:
+                    total = max(sum(1 for _ in f) - 1, 0)
+                importer = ExtractImporter(processor.service.repo, settings.terminology_dir, date.today())
+                with (
+                    Progress(total, f"import {path.name}", "lines") as bar,
+                    path.open(encoding="utf-8", newline="") as f,
+                ):
+                    report = await importer.run(f, str(path), bar.advance)
+                report_path = path.with_name(path.name + ".report.json")
+                report_path.write_bytes(report.to_json())
+                print(report.describe())
+                print(f"report written to {report_path}")
+            except (ExtractError, UnicodeDecodeError) as exc:
+                print(f"fhir-server: {path}: {exc}", file=sys.stderr)
+                failed += 1
+            except FhirError as exc:
+                print(f"fhir-server: {path}: {exc.outcome()['issue'][0]['diagnostics']}", file=sys.stderr)
+                failed += 1
+    return 1 if failed else 0
+
+
+def _import_reimbursements(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _logging("WARNING")
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"fhir-server: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    return asyncio.run(_import_paths(settings, paths, args.format))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -264,6 +332,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     data_dir(purge)
     purge.set_defaults(func=_purge_closed)
+
+    imp = sub.add_parser(
+        "import-reimbursements",
+        help="import Assurance Maladie reimbursements: flat extracts (CSV) or FHIR Bundles (JSON)",
+    )
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="extract or Bundle files")
+    imp.add_argument(
+        "--format",
+        choices=("auto", "fhir", "extract"),
+        default="auto",
+        help="auto (default): .csv is an extract, .json a Bundle, otherwise by the first character",
+    )
+    data_dir(imp)
+    imp.set_defaults(func=_import_reimbursements)
 
     from fhir_server.auth.cli import add_commands
 

@@ -94,6 +94,10 @@ class Settings:
     )
     # Patient/$prior-exams: how many months back it looks when the request gives no `months`.
     prior_exams_months: int = field(default_factory=lambda: _env_int("FHIR_PRIOR_EXAMS_MONTHS", 24))
+    # How many months of staged reimbursements a newly opened DMP receives (DOMAIN.md: 12, later 24).
+    reimbursement_history_months: int = field(
+        default_factory=lambda: _env_int("FHIR_REIMBURSEMENT_HISTORY_MONTHS", 12)
+    )
     # The folder of the habilitation matrix (habilitations.json and its schema) and code systems.
     terminology_dir: Path = field(
         default_factory=lambda: Path(

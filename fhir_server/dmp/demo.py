@@ -50,12 +50,6 @@ from fhir_server.dmp.nir import with_key
 
 Json = dict[str, Any]
 
-# The columns of the flat reimbursement extract, in order (DOMAIN.md, "The flat extract format").
-EXTRACT_COLUMNS = (
-    "nir", "invoice_id", "line_no", "care_date", "payment_date", "prescriber_rpps", "performer_id",
-    "performer_kind", "code_system", "code", "label", "quantity", "base_amount", "reimbursed_amount",
-    "patient_share",
-)  # fmt: skip
 VISIBILITY_DISPLAY = {
     "MASQUE_PS": "Masqué aux professionnels de santé",
     "INVISIBLE_PATIENT": "Non visible par le patient",

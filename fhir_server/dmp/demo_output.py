@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from fhir_server.dmp.demo import EXTRACT_COLUMNS, Chunk, DemoOptions, generate
+from fhir_server.dmp.demo import Chunk, DemoOptions, generate
+from fhir_server.dmp.extract import COLUMNS as EXTRACT_COLUMNS
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.errors import FhirError
 from fhir_server.progress import Progress

@@ -45,3 +45,28 @@ ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 # (ours) Sections of the patient summary that the IPS does not code (terminology/CodeSystem-summary-sections.json).
 SUMMARY_SECTION = "https://dmp-fhir.org/CodeSystem/summary-section"
+
+# The extract's code_system column -> the FHIR system of productOrService (CIP13 and UCD share one).
+EXTRACT_CODE_SYSTEMS = {
+    "CCAM": CCAM,
+    "NGAP": NGAP,
+    "NABM": NABM,
+    "CIP13": CIP_UCD,
+    "UCD": CIP_UCD,
+    "LPP": LPP,
+}
+PHARMACY_CODE_SYSTEMS = frozenset({"CIP13", "UCD"})
+
+# (ours) Identifiers of what the reimbursement import writes: the invoice number of the Assurance
+# Maladie on its Claim and ExplanationOfBenefit, and the key of a derived MedicationStatement.
+CNAM_INVOICE = "https://dmp-fhir.org/NamingSystem/cnam-invoice"
+DERIVED_MEDICATION = "https://dmp-fhir.org/NamingSystem/reimbursed-medication"
+# (ours) The role of a professional in an invoice's care team: who prescribed, who performed.
+CARE_TEAM_ROLE = "https://dmp-fhir.org/CodeSystem/reimbursement-care-team-role"
+
+# HL7 code systems of the financial resources.
+CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
+ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
+PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+MEDICATION_STATEMENT_CATEGORY = "http://terminology.hl7.org/CodeSystem/medication-statement-category"

@@ -8,6 +8,7 @@ from fhir_server.operations import (
     dmp_statistics,
     everything,
     expand,
+    import_reimbursements,
     lookup,
     prior_exams,
     summary,
@@ -18,6 +19,7 @@ from fhir_server.operations.registry import Operation
 
 OPERATIONS: tuple[Operation, ...] = (
     dmp_statistics.OPERATION,
+    import_reimbursements.OPERATION,
     everything.OPERATION,
     prior_exams.OPERATION,
     summary.OPERATION,

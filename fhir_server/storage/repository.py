@@ -140,6 +140,13 @@ class Repository:
         doc = await self.db[rtype].find_one({"_id": rid}, _CURRENT_FIELDS, session=session)
         return Record.from_current(rtype, doc) if doc else None
 
+    async def current_many(
+        self, rtype: str, ids: list[str], session: Session | None = None
+    ) -> dict[str, Record]:
+        """The current versions (tombstones included) of those of ``ids`` that exist, by id."""
+        cursor = self.db[rtype].find({"_id": {"$in": ids}}, _CURRENT_FIELDS, session=session)
+        return {d["_id"]: Record.from_current(rtype, d) async for d in cursor}
+
     async def version(
         self, rtype: str, rid: str, version: int, session: Session | None = None
     ) -> Record | None:
