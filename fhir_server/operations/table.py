@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from fhir_server.operations import export
 from fhir_server.operations.registry import Operation
 
-OPERATIONS: tuple[Operation, ...] = ()
+OPERATIONS: tuple[Operation, ...] = (export.OPERATION,)
 
 
 def find(name: str) -> Operation | None:
