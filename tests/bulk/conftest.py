@@ -31,7 +31,7 @@ def bulk_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
         export_workers=0,
         export_file_max_bytes=4000,
         export_lease=2,
-        export_max_jobs_per_client=50,
+        export_max_jobs_per_client=3,
         pseudonym_secret="",
     )
 
@@ -71,10 +71,13 @@ async def create(c: httpx.AsyncClient, resource: dict[str, Any]) -> dict[str, An
 
 
 async def kick_off(
-    c: httpx.AsyncClient, path: str = "$export", params: dict[str, str] | None = None, **kw: Any
+    c: httpx.AsyncClient,
+    path: str = "$export",
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> str:
     """Start an export; the status URL."""
-    r = await c.get(path, params=params, headers=KICK_OFF, **kw)
+    r = await c.get(path, params=params, headers={**KICK_OFF, **(headers or {})})
     assert r.status_code == 202, r.text
     return r.headers["Content-Location"]
 
