@@ -73,7 +73,7 @@ async def create(c: httpx.AsyncClient, resource: dict[str, Any]) -> dict[str, An
 async def kick_off(
     c: httpx.AsyncClient,
     path: str = "$export",
-    params: dict[str, str] | None = None,
+    params: Any = None,
     headers: dict[str, str] | None = None,
 ) -> str:
     """Start an export; the status URL."""
@@ -83,7 +83,7 @@ async def kick_off(
 
 
 async def export(
-    app: FastAPI, c: httpx.AsyncClient, path: str = "$export", params: dict[str, str] | None = None
+    app: FastAPI, c: httpx.AsyncClient, path: str = "$export", params: Any = None
 ) -> dict[str, Any]:
     """Kick off, let a worker do the job, and return the manifest."""
     status = await kick_off(c, path, params)
