@@ -13,6 +13,7 @@ Every exported file is downloaded and its lines counted against what was stored:
 
     python bench/export.py                   # 2,000 patients, about 85,000 resources
     python bench/export.py --patients 25000  # about 1,000,000 resources
+    python bench/export.py --keep DIR        # keep the data; a later run with the same DIR skips the load
 
 Prints figures, then one JSON line with all of them. Only 127.0.0.1 is contacted.
 """
@@ -174,8 +175,34 @@ def raw_scan(uri: str, types: list[str], out_dir: Path, patients: list[str] | No
     return {"resources": n, "seconds": round(elapsed, 2), "resources_per_s": round(n / elapsed, 1)}
 
 
+async def _stored(
+    server: crud.Server, args: argparse.Namespace, today: date
+) -> tuple[Mongo, str, Json, list[str]]:
+    """The data set: loaded now, or (``--keep`` of an earlier run) found with what that run recorded."""
+    assert server.data_dir is not None
+    marker = server.data_dir / "bench-export.json"
+    if marker.exists():
+        known = orjson.loads(marker.read_bytes())
+        db = await start_database(Settings(data_dir=server.data_dir, mongo_uri=""))
+        mongo = Mongo(db.uri, _DB_NAME)
+        print(f"reusing   the data of {marker} ({known['patients']} patients)")
+        return mongo, db.uri, known["stored"], known["patient_ids"]
+    started = time.monotonic()
+    mongo, uri, counts, patient_ids = await load(server.data_dir, args.patients, args.seed, today)
+    stored = {
+        "resources": sum(counts.values()),
+        "seconds": round(time.monotonic() - started, 1),
+        "by_type": counts,
+    }
+    if args.keep:
+        marker.write_bytes(
+            orjson.dumps({"patients": args.patients, "stored": stored, "patient_ids": patient_ids})
+        )
+    return mongo, uri, stored, patient_ids
+
+
 async def bench(args: argparse.Namespace) -> int:
-    server = crud.start_server(None)
+    server = crud.start_server(args.keep)
     today = date.today()
     print(f"machine   {json.dumps(crud.machine(), ensure_ascii=False)}")
     figures: dict[str, Any] = {"patients": args.patients, "seed": args.seed}
@@ -265,6 +292,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--patients", type=int, default=2000, help="synthetic patients (~41 resources each)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--keep", metavar="DIR", help="data directory to use and keep (reused when it holds a run)"
+    )
     return asyncio.run(bench(parser.parse_args()))
 
 

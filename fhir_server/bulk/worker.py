@@ -34,6 +34,7 @@ from fhir_server.bulk.jobs import ExportSpec, Jobs
 from fhir_server.bulk.ndjson import NdjsonWriter, OutputFile, file_number
 from fhir_server.bulk.snapshot import Snapshot
 from fhir_server.config import Settings
+from fhir_server.fhir.codec import dumps
 from fhir_server.fhir.elements import select_elements
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.search.compiler import Filter
@@ -194,7 +195,7 @@ class ExportWorker:
                     res = select_elements(res, elements)
                 if pseudonyms is not None:
                     res = pseudonyms.transform(res)
-                await run.write(orjson.dumps(res), doc["_id"])
+                await run.write(dumps(res), doc["_id"])
 
     async def _deleted(
         self,

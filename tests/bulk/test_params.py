@@ -8,7 +8,7 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
-from tests.bulk.conftest import KICK_OFF, by_type, create, export, resources, worker
+from tests.bulk.conftest import KICK_OFF, by_type, create, export, kick_off, resources, worker
 from tests.conftest import patient
 
 
@@ -163,3 +163,16 @@ async def test_type_limits_the_output_to_the_listed_types(bulk_app: FastAPI, bul
     manifest = await export(bulk_app, bulk, params={"_type": "Organization"})
     assert {o["type"] for o in manifest["output"]} == {"Organization"}
     assert all(r["resourceType"] == "Organization" for r in await resources(bulk, manifest))
+
+
+async def test_decimals_are_exported_with_their_stored_digits(
+    bulk_app: FastAPI, bulk: httpx.AsyncClient
+) -> None:
+    tag = _marker()
+    body = b'{"resourceType": "Patient", "name": [{"family": "%s"}], "extension": [{"url": "urn:t", "valueDecimal": 105.00}]}'
+    r = await bulk.post("Patient", content=body % tag.encode())
+    assert r.status_code == 201, r.text
+    status = await kick_off(bulk, params={"_type": "Patient", "_typeFilter": f"Patient?family={tag}"})
+    await worker(bulk_app).run_pending()
+    (item,) = (await bulk.get(status)).json()["output"]
+    assert b'"valueDecimal":105.00' in (await bulk.get(item["url"])).content
