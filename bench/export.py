@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -157,7 +158,7 @@ async def run_export(server: crud.Server, path: str, sampler: RssSampler) -> dic
 
 def raw_scan(uri: str, types: list[str], out_dir: Path, patients: list[str] | None = None) -> dict[str, Any]:
     """The minimal script: a PyMongo cursor per collection, each live resource written as one NDJSON line."""
-    client: pymongo.MongoClient[Json] = pymongo.MongoClient(uri, tz_aware=True)
+    client: pymongo.MongoClient[Json] = pymongo.MongoClient(uri, tz_aware=True, connectTimeoutMS=120_000)
     db = client[_DB_NAME]
     started = time.perf_counter()
     n = 0
@@ -180,7 +181,7 @@ async def _stored(
 ) -> tuple[Mongo, str, Json, list[str]]:
     """The data set: loaded now, or (``--keep`` of an earlier run) found with what that run recorded."""
     assert server.data_dir is not None
-    marker = server.data_dir / "bench-export.json"
+    marker = server.data_dir.with_name(server.data_dir.name + ".bench-export.json")
     if marker.exists():
         known = orjson.loads(marker.read_bytes())
         db = await start_database(Settings(data_dir=server.data_dir, mongo_uri=""))
@@ -272,6 +273,8 @@ async def bench(args: argparse.Namespace) -> int:
             await mongo.close()
         stop = crud.stop_server(server, dbs)
         print(crud.describe_stop(stop))
+        if server.temp_dir and server.data_dir is not None:
+            shutil.rmtree(server.data_dir, ignore_errors=True)
     if failure:
         print(f"FAILURE: {failure}")
         if server.log is not None:

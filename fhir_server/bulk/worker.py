@@ -195,7 +195,7 @@ class ExportWorker:
                     res = select_elements(res, elements)
                 if pseudonyms is not None:
                     res = pseudonyms.transform(res)
-                await run.write(dumps(res), doc["_id"])
+                await run.write(dumps(res), doc["key"])
 
     async def _deleted(
         self,

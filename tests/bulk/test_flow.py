@@ -262,3 +262,16 @@ async def test_patient_level_export_leaves_out_types_outside_the_compartment(
     assert "Organization" not in types and "Patient" in types
     r = await bulk.get("Patient/$export", params={"_type": "Organization"}, headers=KICK_OFF)
     assert r.status_code == 400
+
+
+async def test_a_resource_in_two_members_compartments_is_exported_once(
+    bulk_app: FastAPI, bulk: httpx.AsyncClient
+) -> None:
+    a = (await create(bulk, patient("Twin")))["id"]
+    b = (await create(bulk, patient("Twin")))["id"]
+    members = [{"entity": {"reference": f"Patient/{p}"}} for p in (a, b)]
+    group = await create(bulk, {"resourceType": "Group", "type": "person", "actual": True, "member": members})
+    manifest = await export(bulk_app, bulk, f"Group/{group['id']}/$export", {"_type": "Patient,Group"})
+    found = by_type(await resources(bulk, manifest))
+    assert sorted(p["id"] for p in found["Patient"]) == sorted([a, b])
+    assert [g["id"] for g in found["Group"]] == [group["id"]]
