@@ -28,8 +28,6 @@ from fhir_server.storage.repository import Repository
 
 Document = dict[str, Any]
 _FIELDS = {"id": 1, "v": 1, "lu": 1, "res": 1}
-# Separates the patient from the history _id in the cursor of a patient-confined scan.
-_SEP = "\x1f"
 
 
 def _and(parts: list[Filter | None]) -> Filter:
@@ -64,54 +62,20 @@ class Snapshot:
         self.db = repo.db
         self.window = _window(tt, since, until)
         self.patients = {"comp": {"$in": patients}} if patients is not None else None
-        self.members = sorted(set(patients)) if patients is not None else None
         self.scratch = scratch
         self.batch_size = batch_size
 
     async def batches(
         self, rtype: str, access: Filter | None, type_filter: Filter | None, after: str | None
     ) -> AsyncIterator[list[Document]]:
-        """History documents of ``rtype`` at T after the cursor ``after``, in batches; each carries its
-        own cursor in ``key``."""
-        if self.members is not None:
-            async for batch in self._by_patient(rtype, access, after):
-                yield await self._matching(rtype, batch, type_filter) if type_filter is not None else batch
-            return
+        """History documents of ``rtype`` at T, by ``_id`` after ``after``, in batches."""
         ids: Filter = {"$gt": after or f"{rtype}/", "$lt": f"{rtype}0"}
-        query = _and([{"_id": ids, "op": {"$ne": "delete"}, **self.window}, access])
+        query = _and([{"_id": ids, "op": {"$ne": "delete"}, **self.window}, access, self.patients])
         cursor = self.db[HISTORY].find(query, _FIELDS, hint="_id_", batch_size=self.batch_size).sort("_id", 1)
         while batch := await cursor.to_list(self.batch_size):
-            for d in batch:
-                d["key"] = d["_id"]
-            yield await self._matching(rtype, batch, type_filter) if type_filter is not None else batch
-
-    async def _by_patient(
-        self, rtype: str, access: Filter | None, after: str | None
-    ) -> AsyncIterator[list[Document]]:
-        """Patient by patient (sorted), each one's versions by ``_id`` on the type_compartment index; a
-        resource in several of the patients' compartments comes with the first of them only. The
-        cursor is ``patient id, US, history _id``."""
-        assert self.members is not None
-        start, _, start_id = (after or "").partition(_SEP)
-        members = set(self.members)
-        for pid in self.members:
-            if pid < start:
-                continue
-            base: Filter = {"t": rtype, "comp": pid, "op": {"$ne": "delete"}, **self.window}
-            if pid == start and start_id:
-                base["_id"] = {"$gt": start_id}
-            query = _and([base, access])
-            fields = {**_FIELDS, "comp": 1}
-            cursor = self.db[HISTORY].find(query, fields, hint="type_compartment", batch_size=self.batch_size)
-            cursor = cursor.sort("_id", 1)
-            while batch := await cursor.to_list(self.batch_size):
-                kept = []
-                for d in batch:
-                    if not any(p < pid and p in members for p in d.get("comp") or ()):
-                        d["key"] = f"{pid}{_SEP}{d['_id']}"
-                        kept.append(d)
-                if kept:
-                    yield kept
+            if type_filter is not None:
+                batch = await self._matching(rtype, batch, type_filter)
+            yield batch
 
     async def deletions(
         self, rtype: str, access: Filter | None, after: str | None

@@ -195,7 +195,7 @@ class ExportWorker:
                     res = select_elements(res, elements)
                 if pseudonyms is not None:
                     res = pseudonyms.transform(res)
-                await run.write(dumps(res), doc["key"])
+                await run.write(dumps(res), doc["_id"])
 
     async def _deleted(
         self,

@@ -17,8 +17,6 @@ _HISTORY_INDEXES = [
     IndexModel([("t", ASCENDING), ("id", ASCENDING), ("v", DESCENDING)], name="instance_versions"),
     IndexModel([("t", ASCENDING), ("lu", DESCENDING), ("_id", DESCENDING)], name="type_history"),
     IndexModel([("lu", DESCENDING), ("_id", DESCENDING)], name="system_history"),
-    # A patient's versions of one type in _id order: Patient and Group exports read only their patients'.
-    IndexModel([("t", ASCENDING), ("comp", ASCENDING), ("_id", ASCENDING)], name="type_compartment"),
 ]
 
 # Every current-version collection: paging by last update and the live/deleted split.
