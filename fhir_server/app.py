@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from fhir_server.api.auth_routes import auth_router, oidc_root_router
+from fhir_server.api.bulk_routes import bulk_router
 from fhir_server.api.conformance_routes import conformance_router
 from fhir_server.api.http import error_response, json_response
 from fhir_server.api.middleware import AccessLog
@@ -28,6 +29,8 @@ from fhir_server.auth.labels import POLICY_INDEXES
 from fhir_server.auth.matrix import load_matrix
 from fhir_server.auth.setup import build_auth
 from fhir_server.auth.store import purge_loop
+from fhir_server.bulk.jobs import Jobs
+from fhir_server.bulk.worker import ExportWorker, worker_pool
 from fhir_server.config import Settings
 from fhir_server.dmp.feed import history_hook
 from fhir_server.dmp.staging import ensure_staging_indexes
@@ -105,9 +108,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.auth = await build_auth(settings, mongo.db)
                 if not settings.auth:
                     log.warning("authorization is OFF (--insecure-no-auth): every request has full access")
+                jobs = Jobs(mongo, settings.export_path, settings.export_lease)
+                await jobs.ensure_indexes()
+                app.state.export_jobs = jobs
+                workers = [
+                    ExportWorker(repo, engine, matrix, settings, jobs) for _ in range(settings.export_workers)
+                ]
                 purger = asyncio.create_task(purge_loop(mongo.db, settings.purge_interval))
                 try:
-                    yield
+                    async with worker_pool(workers):
+                        yield
                 finally:
                     purger.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -123,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oidc_root_router)
     app.include_router(operation_router, prefix="/fhir")
     app.include_router(conformance_router, prefix="/fhir")
+    app.include_router(bulk_router, prefix="/fhir")
     app.include_router(router, prefix="/fhir")
 
     @app.get("/health")

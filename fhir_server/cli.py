@@ -1,5 +1,6 @@
 """The ``fhir-server`` command: ``serve``, ``capability``, ``counts``, ``demo-data``, ``purge-closed``,
-``import-reimbursements``, and ``users``, ``clients``, ``token`` (:mod:`fhir_server.auth.cli`).
+``import-reimbursements``, ``export-worker``, and ``users``, ``clients``, ``token``
+(:mod:`fhir_server.auth.cli`).
 
 Commands that need the database accept ``--data-dir`` (or ``FHIR_DATA_DIR``) and honour
 ``FHIR_MONGO_URI``; with the embedded database they reach the one a running server started, or start it
@@ -265,6 +266,49 @@ def _import_reimbursements(args: argparse.Namespace) -> int:
     return asyncio.run(_import_paths(settings, paths, args.format))
 
 
+async def _run_export_workers(settings: Settings, count: int) -> None:
+    import signal
+
+    from fhir_server.auth.matrix import load_matrix
+    from fhir_server.bulk.jobs import Jobs
+    from fhir_server.bulk.worker import ExportWorker, worker_pool
+    from fhir_server.search.engine import SearchEngine
+    from fhir_server.storage.client import Mongo
+    from fhir_server.storage.launcher import database
+    from fhir_server.storage.repository import Repository
+
+    matrix = load_matrix(settings.terminology_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with database(settings) as db:
+        mongo = Mongo(db.uri, settings.mongo_db)
+        try:
+            repo = Repository(mongo)
+            engine = SearchEngine(
+                repo, settings.fhir_base, settings.page_link_ttl, settings.max_chain_matches
+            )
+            jobs = Jobs(mongo, settings.export_path, settings.export_lease)
+            await jobs.ensure_indexes()
+            workers = [ExportWorker(repo, engine, matrix, settings, jobs) for _ in range(count)]
+            logging.getLogger("fhir_server.bulk").info("%d export workers started", count)
+            async with worker_pool(workers):
+                await stop.wait()
+        finally:
+            await mongo.close()
+
+
+def _export_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _logging(settings.log_level)
+    if args.workers < 1:
+        print("fhir-server: --workers must be at least 1", file=sys.stderr)
+        return 2
+    asyncio.run(_run_export_workers(settings, args.workers))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-server", description="dmp-fhir: a FHIR R4 server for the DMP")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -346,6 +390,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     data_dir(imp)
     imp.set_defaults(func=_import_reimbursements)
+
+    worker = sub.add_parser(
+        "export-worker", help="run $export workers (beside the server's own) until SIGTERM or Ctrl-C"
+    )
+    worker.add_argument("--workers", type=int, default=1, help="how many workers (default 1)")
+    data_dir(worker)
+    worker.set_defaults(func=_export_worker)
 
     from fhir_server.auth.cli import add_commands
 

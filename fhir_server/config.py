@@ -98,6 +98,25 @@ class Settings:
     reimbursement_history_months: int = field(
         default_factory=lambda: _env_int("FHIR_REIMBURSEMENT_HISTORY_MONTHS", 12)
     )
+    # Bulk export ($export): where the NDJSON files go (the data directory's exports/ when empty).
+    export_dir: str = field(default_factory=lambda: _env("FHIR_EXPORT_DIR", ""))
+    # An output file is closed and a new one started before it would grow past this size.
+    export_file_max_bytes: int = field(
+        default_factory=lambda: _env_int("FHIR_EXPORT_FILE_MAX_BYTES", 256 * 1024 * 1024)
+    )
+    # How long a finished export's files stay downloadable, in seconds (then they are deleted).
+    export_ttl: int = field(default_factory=lambda: _env_int("FHIR_EXPORT_TTL", 24 * 3600))
+    # Exports one client may have queued or running at once; one more gets 429.
+    export_max_jobs_per_client: int = field(
+        default_factory=lambda: _env_int("FHIR_EXPORT_MAX_JOBS_PER_CLIENT", 2)
+    )
+    # Export workers the server runs itself (0: only `fhir-server export-worker` processes do the work).
+    export_workers: int = field(default_factory=lambda: _env_int("FHIR_EXPORT_WORKERS", 1))
+    # A worker holds a job for this many seconds at a time and renews it while it works; a job whose
+    # worker died is taken over by another once the lease has run out.
+    export_lease: int = field(default_factory=lambda: _env_int("FHIR_EXPORT_LEASE", 30))
+    # The HMAC key of research pseudonyms; when empty one is generated once and kept in MongoDB.
+    pseudonym_secret: str = field(default_factory=lambda: _env("FHIR_PSEUDONYM_SECRET", ""))
     # The folder of the habilitation matrix (habilitations.json and its schema) and code systems.
     terminology_dir: Path = field(
         default_factory=lambda: Path(
@@ -120,6 +139,11 @@ class Settings:
         if self.base_url:
             return self.base_url.rstrip("/")
         return f"http://{self.host}:{self.port}/fhir"
+
+    @property
+    def export_path(self) -> Path:
+        """Where export files are written."""
+        return Path(self.export_dir) if self.export_dir else self.data_dir / "exports"
 
     @property
     def token_issuer(self) -> str:

@@ -8,6 +8,7 @@ from fhir_server.operations import (
     dmp_statistics,
     everything,
     expand,
+    export,
     import_reimbursements,
     lookup,
     prior_exams,
@@ -19,6 +20,7 @@ from fhir_server.operations.registry import Operation
 
 OPERATIONS: tuple[Operation, ...] = (
     dmp_statistics.OPERATION,
+    export.OPERATION,
     import_reimbursements.OPERATION,
     everything.OPERATION,
     prior_exams.OPERATION,

@@ -221,6 +221,22 @@ async def find_led(
     return [d async for d in await coll.aggregate(stages, session=session)]
 
 
+async def stream_led(
+    db: AsyncDatabase[Document],
+    collection: str,
+    query: Mapping[str, Any],
+    lead: Lead,
+    *,
+    projection: Mapping[str, Any] | None = None,
+    sort: Sequence[tuple[str, int]] | None = None,
+    batch_size: int = 1000,
+) -> Any:
+    """A cursor over the matches of ``query`` (led by ``lead``), read in batches: for scans too long to
+    hold in memory (bulk export)."""
+    stages = pipeline(query, lead, sort, 0, projection)
+    return await db[collection].aggregate(stages, batchSize=batch_size)
+
+
 async def count_led(
     db: AsyncDatabase[Document],
     collection: str,

@@ -1,0 +1,142 @@
+"""The resources of an export as they were at its ``transactionTime`` T, read from the history collection.
+
+Every write appends its version to ``history`` and stamps the version it replaces with ``until`` (the
+new version's lastUpdated), so the version of a resource current at T is the one written at or before
+T and not replaced by T: ``lu <= T and (no until or until > T)``. That set never changes once T has
+passed, whatever is written during the export; so it is a consistent snapshot, and a scan of it by
+``_id`` (``Type/id/version``) can stop and resume at any ``_id`` without missing or repeating anything.
+The caller's access filter applies as on ``_history``: the DMP policy and patient scopes look only at
+``comp`` and ``pol``, which every version keeps.
+
+``_typeFilter`` queries are compiled by the search compiler and run on the current collection's index
+fields; a resource whose current version is not its version at T (it changed after the kick-off) has
+its version at T indexed into a scratch collection and the same compiled query run there, so the filter
+judges the exported version and nothing else. (Chained parameters inside a ``_typeFilter`` resolve
+their targets as they are now.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from fhir_server.search.compiler import Filter
+from fhir_server.search.index import derive
+from fhir_server.storage.indexes import HISTORY
+from fhir_server.storage.lead import find_led, stream_led
+from fhir_server.storage.repository import Repository
+
+Document = dict[str, Any]
+_FIELDS = {"id": 1, "v": 1, "lu": 1, "res": 1}
+
+
+def _and(parts: list[Filter | None]) -> Filter:
+    kept = [p for p in parts if p]
+    if not kept:
+        return {}
+    return kept[0] if len(kept) == 1 else {"$and": kept}
+
+
+def _window(tt: datetime, since: datetime | None, until: datetime | None) -> Filter:
+    upper = min(tt, until) if until is not None else tt
+    lu: Filter = {"$lte": upper}
+    if since is not None:
+        lu["$gt"] = since
+    return {"lu": lu, "$or": [{"until": {"$exists": False}}, {"until": {"$gt": tt}}]}
+
+
+class Snapshot:
+    """Reads one export's versions at T: ``batches`` of live resources, ``deletions`` for ``_since``."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        tt: datetime,
+        since: datetime | None,
+        until: datetime | None,
+        patients: list[str] | None,
+        scratch: str,
+        batch_size: int = 1000,
+    ) -> None:
+        self.repo = repo
+        self.db = repo.db
+        self.window = _window(tt, since, until)
+        self.patients = {"comp": {"$in": patients}} if patients is not None else None
+        self.scratch = scratch
+        self.batch_size = batch_size
+
+    async def batches(
+        self, rtype: str, access: Filter | None, type_filter: Filter | None, after: str | None
+    ) -> AsyncIterator[list[Document]]:
+        """History documents of ``rtype`` at T, by ``_id`` after ``after``, in batches."""
+        ids: Filter = {"$gt": after or f"{rtype}/", "$lt": f"{rtype}0"}
+        query = _and([{"_id": ids, "op": {"$ne": "delete"}, **self.window}, access, self.patients])
+        # Led by the type: SecantusDB answers a range of _id by scanning the collection.
+        cursor = await stream_led(
+            self.db,
+            HISTORY,
+            query,
+            {"t": rtype},
+            projection=_FIELDS,
+            sort=[("_id", 1)],
+            batch_size=self.batch_size,
+        )
+        while batch := await cursor.to_list(self.batch_size):
+            if type_filter is not None:
+                batch = await self._matching(rtype, batch, type_filter)
+            yield batch
+
+    async def deletions(
+        self, rtype: str, access: Filter | None, after: str | None
+    ) -> AsyncIterator[list[Document]]:
+        """Deletion tombstones of ``rtype`` current at T (within ``_since``), by ``_id``."""
+        base: Filter = {"t": rtype, "op": "delete", **self.window}
+        if after:
+            base["_id"] = {"$gt": after}
+        query = _and([base, access, self.patients])
+        cursor = await stream_led(
+            self.db, HISTORY, query, {"t": rtype}, projection={"id": 1, "lu": 1}, sort=[("_id", 1)]
+        )
+        while batch := await cursor.to_list(self.batch_size):
+            yield batch
+
+    async def _matching(self, rtype: str, batch: list[Document], type_filter: Filter) -> list[Document]:
+        """Those of ``batch`` whose version at T matches ``type_filter``."""
+        ids = [d["id"] for d in batch]
+        coll = self.db[rtype]
+        found = await find_led(
+            self.db,
+            rtype,
+            _and([{"_id": {"$in": ids}}, type_filter]),
+            {"_id": {"$in": ids}},
+            projection={"v": 1},
+        )
+        matched = {d["_id"]: d["v"] for d in found}
+        unsure = [d["id"] for d in batch if matched.get(d["id"]) != d["v"]]
+        current = (
+            {d["_id"]: d["v"] async for d in coll.find({"_id": {"$in": unsure}}, {"v": 1})} if unsure else {}
+        )
+        changed = [d for d in batch if d["id"] in unsure and current.get(d["id"]) != d["v"]]
+        again = await self._match_past(rtype, changed, type_filter) if changed else set()
+        return [d for d in batch if matched.get(d["id"]) == d["v"] or d["id"] in again]
+
+    async def _match_past(self, rtype: str, docs: list[Document], type_filter: Filter) -> set[str]:
+        """Index past versions in the scratch collection and run the filter there."""
+        scratch = self.db[self.scratch]
+        rows = []
+        for d in docs:
+            derived = derive(rtype, d["id"], d["res"])
+            rows.append({"_id": d["id"], "idx": derived.index, "comp": derived.compartments, "del": False})
+        await scratch.insert_many(rows)
+        try:
+            ids = {"_id": {"$in": [r["_id"] for r in rows]}}
+            found = await find_led(
+                self.db, self.scratch, _and([ids, type_filter]), ids, projection={"_id": 1}
+            )
+            return {d["_id"] for d in found}
+        finally:
+            await scratch.delete_many({"_id": {"$in": [r["_id"] for r in rows]}})
+
+    async def drop_scratch(self) -> None:
+        await self.db[self.scratch].drop()
