@@ -12,15 +12,21 @@ from fastapi import FastAPI
 from fhir_server.bulk.deidentify import PSEUDONYM_SYSTEM, Pseudonymizer
 from tests.bulk.conftest import client_for, create, export
 from tests.conftest import bearer
+from tests.dmp.ins import keyed
 
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
 RPPS = "urn:oid:1.2.250.1.71.4.2.1"
 
 
+def _nir(tag: str) -> str:
+    """A valid INS-NIR of a woman born in April 1980, derived from ``tag`` (the same tag, the same NIR)."""
+    return keyed(f"2800475{int(tag, 16) % 10**6:06d}")
+
+
 def _person(tag: str) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
-        "identifier": [{"system": INS_NIR, "value": f"2800{tag[:6]}"}],
+        "identifier": [{"system": INS_NIR, "value": _nir(tag)}],
         "name": [{"family": f"Fam{tag}", "given": [f"Giv{tag}"]}],
         "telecom": [{"system": "phone", "value": f"06{tag[:8]}"}],
         "address": [
@@ -92,9 +98,7 @@ async def test_research_output_holds_no_original_identifier_name_or_id_and_keeps
     assert mine["birthDate"] == "1980"
     assert mine["address"] == [{"postalCode": "2A", "country": "FR"}]
     assert "name" not in mine and "telecom" not in mine and "text" not in mine
-    assert mine["identifier"] == [
-        {"system": PSEUDONYM_SYSTEM, "value": p.identifier(INS_NIR, f"2800{tag[:6]}")}
-    ]
+    assert mine["identifier"] == [{"system": PSEUDONYM_SYSTEM, "value": p.identifier(INS_NIR, _nir(tag))}]
     assert mine["generalPractitioner"] == [
         {"reference": f"Practitioner/{p.resource_id('Practitioner', doctor['id'])}"}
     ]
