@@ -107,16 +107,21 @@ class Policy:
     excluded: frozenset[str] | None = None
     attending: frozenset[str] = frozenset()
     refusal: str | None = None
+    # Built once: every type's filter of the request holds it, and a professional's list is long.
+    _entered: Filter | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- whose DMP ---------------------------------------------------------------------------------
 
     def patients(self) -> Filter:
-        """The compartments this caller may enter."""
-        if self.kind in PATIENT_ROLES:
-            return {"comp": self.patient}
-        if self.excluded is not None:
-            return {"comp": {"$nin": sorted(self.excluded)}}
-        return {"comp": {"$in": sorted(self.allowed)}}
+        """The compartments this caller may enter (callers must not change the filter)."""
+        if self._entered is None:
+            if self.kind in PATIENT_ROLES:
+                self._entered = {"comp": self.patient}
+            elif self.excluded is not None:
+                self._entered = {"comp": {"$nin": sorted(self.excluded)}}
+            else:
+                self._entered = {"comp": {"$in": sorted(self.allowed)}}
+        return self._entered
 
     def may_enter(self, pid: str) -> bool:
         """Whether this caller may see anything of Patient ``pid``'s DMP."""
@@ -266,12 +271,13 @@ async def _professional(
         computes[f"pur|{mode.purpose}"] = lambda: _refusing(db, mode.purpose)
     inputs = await remembered(db, computes)
     permitted, blocked = inputs[f"act|{who}"]
-    policy = Policy("professional", matrix, mode, who, entry, attending=inputs[f"gp|{who}"])
+    attending = inputs[f"gp|{who}"]
     if mode.name == NORMAL:
-        policy.allowed = permitted - blocked
-    else:
-        policy.excluded = blocked | inputs[f"pur|{mode.purpose}"]
-    return policy
+        return Policy(
+            "professional", matrix, mode, who, entry, allowed=permitted - blocked, attending=attending
+        )
+    excluded = blocked | inputs[f"pur|{mode.purpose}"]
+    return Policy("professional", matrix, mode, who, entry, excluded=excluded, attending=attending)
 
 
 async def _refusing(db: AsyncDatabase[dict[str, Any]], purpose: str) -> frozenset[str]:

@@ -20,9 +20,17 @@ import orjson
 from fhir_server.fhir.errors import BadRequest, Gone
 from fhir_server.fhir.registry import is_served
 from fhir_server.search.compiler import Compiler, Filter, Lookup, Restrict, no_restriction
-from fhir_server.search.plan import choose_lead
+from fhir_server.search.plan import choose_lead, cut_compartments
 from fhir_server.search.request import Include, SearchRequest
-from fhir_server.storage.repository import Record, Repository, Session, count, field_values, find_page
+from fhir_server.storage.repository import (
+    Record,
+    Repository,
+    Session,
+    count,
+    field_values,
+    find_page,
+    narrow,
+)
 
 # Most resources an _include/_revinclude pass adds to one page, and how many :iterate passes run.
 MAX_INCLUDED = 1000
@@ -142,7 +150,7 @@ class SearchEngine:
         parts = [p for p in parts if p]
         if not parts:
             return {}
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        return cut_compartments(req.rtype, parts[0] if len(parts) == 1 else {"$and": parts})
 
     async def search(
         self,
@@ -154,11 +162,11 @@ class SearchEngine:
         """One page of ``req``."""
         filt = await self.filter_for(req, restrict, session, compartment)
         lead = choose_lead(req.rtype, filt)
-        total = None
-        if req.total != "none" or req.summary == "count" or req.count == 0:
-            total = await count(self.repo, req.rtype, filt, session, lead)
+        # Once for the count and the page, which share the lead.
+        narrowed, lead = await narrow(self.repo, req.rtype, filt, lead, session)
+        filt = dict(narrowed)
         if req.summary == "count" or req.count == 0:
-            return SearchResult([], total=total)
+            return SearchResult([], total=await count(self.repo, req.rtype, filt, session, lead))
         spec = _sort_spec(req)
         backward = False
         page_filter = filt
@@ -175,6 +183,11 @@ class SearchEngine:
         rows = rows[: req.count]
         if backward:
             rows.reverse()
+        total = None
+        if req.total != "none":
+            # A first page that holds every match is its own count.
+            complete = not req.cursor and not more
+            total = len(rows) if complete else await count(self.repo, req.rtype, filt, session, lead)
         result = SearchResult([r for r, _ in rows], total=total)
         if rows:
             has_next = more if not backward else True
@@ -261,7 +274,7 @@ class SearchEngine:
     ) -> list[tuple[Record, dict[str, Any]]]:
         """Matches of ``filt`` within the restriction, each once per search (``seen`` is updated)."""
         extra = restrict(rtype)
-        full = {"$and": [filt, extra]} if extra else filt
+        full = cut_compartments(rtype, {"$and": [filt, extra]}) if extra else filt
         rows = await find_page(
             self.repo, rtype, full, [("_id", 1)], MAX_INCLUDED + 1, True, session, choose_lead(rtype, full)
         )

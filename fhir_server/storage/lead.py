@@ -9,8 +9,10 @@ into an index lookup and filters those candidates with the second; ``mongod`` me
 ``$match`` stages and plans them as one query, so the lead changes nothing there.
 
 A long ``$in`` (a professional's thousands of authorized patients) costs SecantusDB a comparison per
-listed value for every candidate document. So when the lead selects few candidates, their values of that
-field are read first and the list is cut to the values they hold: no candidate's match changes.
+listed value for every candidate document. So when the lead selects few candidates, the query is first
+run without its long lists (a *relaxed* query, which matches at least what the query matches) to read
+the values those matches hold, and each list is cut to them: no candidate's match changes. When the
+relaxed query finds only a few documents, their ids lead the query instead.
 """
 
 from __future__ import annotations
@@ -149,6 +151,20 @@ def _cut(query: Mapping[str, Any], held: dict[str, set[Any]]) -> dict[str, Any]:
     return out
 
 
+def _relaxed(query: Mapping[str, Any], fields: set[str]) -> dict[str, Any]:
+    """``query`` with its long ``$in`` conditions on ``fields`` dropped where that only widens it (at the
+    top and under ``$and``/``$or``; under ``$nor`` a condition is kept)."""
+    out: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in ("$and", "$or"):
+            out[key] = [_relaxed(part, fields) for part in value]
+        elif key in fields and isinstance(value, dict) and len(value.get("$in") or ()) > _LONG_IN:
+            continue
+        else:
+            out[key] = value
+    return out
+
+
 def _hashable(value: Any) -> bool:
     return isinstance(value, _SCALARS)
 
@@ -167,16 +183,21 @@ async def narrowed(
     query: Mapping[str, Any],
     lead: Lead | None,
     session: AsyncClientSession | None = None,
-) -> Mapping[str, Any]:
-    """``query`` with its long ``$in`` lists cut to the values the lead's candidates hold."""
+) -> tuple[Mapping[str, Any], Lead | None]:
+    """``query`` with its long ``$in`` lists cut to the values its matches hold, and the lead to run it
+    with (the matches' ids when they are few)."""
     fields = _long_ins(query, set()) if lead else set()
     if not fields or lead is None:
-        return query
-    probe = db[collection].find(dict(lead), {f: 1 for f in fields}, session=session, limit=_PROBE + 1)
-    docs = [d async for d in probe]
+        return query, lead
+    stages = pipeline(_relaxed(query, fields), lead, limit=_PROBE + 1, projection={f: 1 for f in fields})
+    docs = [d async for d in await db[collection].aggregate(stages, session=session)]
     if len(docs) > _PROBE:
-        return query
-    return _cut(query, {f: {v for d in docs for v in _values(d, f)} for f in fields})
+        return query, lead
+    cut = _cut(query, {f: {v for d in docs for v in _values(d, f)} for f in fields})
+    if len(docs) <= _LONG_IN:
+        # Every match is among these: looked up by id, no other candidate is read.
+        return cut, {"_id": {"$in": [d["_id"] for d in docs]}}
+    return cut, lead
 
 
 def pipeline(
@@ -216,7 +237,7 @@ async def find_led(
         if sort:
             cursor = cursor.sort(list(sort))
         return [d async for d in cursor]
-    query = await narrowed(db, collection, query, lead, session)
+    query, lead = await narrowed(db, collection, query, lead, session)
     stages = pipeline(query, lead, sort, limit, projection)
     return [d async for d in await coll.aggregate(stages, session=session)]
 
@@ -247,7 +268,7 @@ async def count_led(
     """How many documents of ``collection`` match ``query``."""
     if lead is None:
         return await db[collection].count_documents(dict(query), session=session)
-    query = await narrowed(db, collection, query, lead, session)
+    query, lead = await narrowed(db, collection, query, lead, session)
     stages = [*pipeline(query, lead), {"$count": "n"}]
     rows = [d async for d in await db[collection].aggregate(stages, session=session)]
     return int(rows[0]["n"]) if rows else 0
@@ -264,7 +285,7 @@ async def distinct_led(
     """The distinct values of ``field`` (arrays flattened) over the documents matching ``query``."""
     if lead is None:
         return await db[collection].distinct(field, dict(query), session=session)
-    query = await narrowed(db, collection, query, lead, session)
+    query, lead = await narrowed(db, collection, query, lead, session)
     stages = [
         *pipeline(query, lead, projection={field: 1}),
         {"$unwind": f"${field}"},

@@ -26,7 +26,7 @@ from pymongo.read_concern import ReadConcern
 
 from fhir_server.storage.client import DURABLE, Document, Mongo
 from fhir_server.storage.indexes import HISTORY
-from fhir_server.storage.lead import Lead, count_led, find_led
+from fhir_server.storage.lead import Lead, count_led, find_led, narrowed
 
 T = TypeVar("T")
 Session = AsyncClientSession
@@ -326,6 +326,18 @@ async def find_page(
         session=session,
     )
     return [(Record.from_current(rtype, d), d) for d in docs]
+
+
+async def narrow(
+    repo: Repository,
+    rtype: str,
+    query: Mapping[str, Any],
+    lead: Lead | None,
+    session: Session | None = None,
+) -> tuple[Mapping[str, Any], Lead | None]:
+    """``query`` with its long ``$in`` lists cut to what its matches hold, and the lead to run it with
+    (storage/lead.py): for a caller running several queries on the same matches."""
+    return await narrowed(repo.db, rtype, {**query, "del": False}, lead, session)
 
 
 async def count(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fhir_server.search.plan import choose_lead
+from fhir_server.search.plan import choose_lead, cut_compartments
 from fhir_server.storage.lead import literal_prefix
 
 _MANY = {"comp": {"$in": [f"p{i}" for i in range(2500)]}}
@@ -51,3 +51,51 @@ def test_literal_prefix_stops_at_the_first_pattern_character() -> None:
     assert literal_prefix("^ab*") == "a"
     assert literal_prefix("^ab\\d") == "ab"
     assert literal_prefix("ab") == ""
+
+
+def _comp_lists(node: object) -> list[list[str]]:
+    """Every ``comp $in`` list of a filter."""
+    if isinstance(node, list):
+        return [found for part in node for found in _comp_lists(part)]
+    if not isinstance(node, dict):
+        return []
+    out = [node["comp"]["$in"]] if isinstance(node.get("comp"), dict) else []
+    return out + [found for k, v in node.items() if k.startswith("$") for found in _comp_lists(v)]
+
+
+def test_a_patient_of_the_query_cuts_the_policys_patient_list_to_itself() -> None:
+    # The lists of a masking rule ($or) are cut too: every match is in p1's compartment.
+    policy = {"$or": [{"labels": {"$ne": "MASKED"}}, {"comp": {"$in": ["p7", "p1"]}}]}
+    filt = {"$and": [_PATIENT, {"idx.type": "http://loinc.org|11488-4"}, _MANY, policy]}
+    assert _comp_lists(cut_compartments("DocumentReference", filt)) == [["p1"], ["p1"]]
+
+
+def test_absolute_references_to_this_server_name_the_same_patient() -> None:
+    filt = {"$and": [{"idx.patient": {"$in": ["Patient/p2", "http://h/fhir/Patient/p2"]}}, _MANY]}
+    assert _comp_lists(cut_compartments("ExplanationOfBenefit", filt)) == [["p2"]]
+
+
+def test_a_patient_id_cuts_a_patient_search() -> None:
+    assert _comp_lists(cut_compartments("Patient", {"$and": [{"_id": "p3"}, _MANY]})) == [["p3"]]
+
+
+def test_no_cut_when_the_queried_patient_is_not_listed() -> None:
+    # Matches in p1's compartment may still be listed through another patient (a co-author): the
+    # list must stay whole.
+    filt = {"$and": [_PATIENT, {"comp": {"$in": ["p2", "p3"]}}]}
+    assert cut_compartments("DocumentReference", filt) == filt
+
+
+def test_no_cut_through_a_reference_that_need_not_be_a_patient() -> None:
+    # AllergyIntolerance.patient may hold a Group, whose members' compartments are not the Group's.
+    filt = {"$and": [{"idx.patient": {"$in": ["Patient/p1", "Group/g1"]}}, _MANY]}
+    assert cut_compartments("AllergyIntolerance", filt) == filt
+    # DocumentReference.patient holds Patients only: its Group form can match nothing.
+    assert _comp_lists(cut_compartments("DocumentReference", {"$and": [_PATIENT, _MANY]})) == [["p1"]]
+
+
+def test_no_cut_through_a_condition_that_not_every_match_satisfies() -> None:
+    filt = {"$and": [{"$or": [_PATIENT, {"idx.type": "x"}]}, _MANY]}
+    assert cut_compartments("DocumentReference", filt) == filt
+    negated = {"$and": [{"idx.patient": {"$ne": "Patient/p1"}}, _MANY]}
+    assert cut_compartments("DocumentReference", negated) == negated

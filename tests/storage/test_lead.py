@@ -31,3 +31,28 @@ async def test_led_query_with_a_long_in_matches_the_plain_query(mongo: Mongo) ->
     assert await count_led(mongo.db, name, query, {"p": "x"}) == 3
     assert sorted(await distinct_led(mongo.db, name, "comp", query, {"p": "x"})) == ["p1", "p3", "p999"]
     await coll.drop()
+
+
+async def test_long_lists_under_nor_and_many_matches_keep_the_plain_results(mongo: Mongo) -> None:
+    name = f"lead_{uuid.uuid4().hex[:8]}"
+    coll = mongo.db[name]
+    await coll.create_index("p")
+    # 150 candidates (more than the ids a lead may list), every third one allowed, some blocked.
+    docs = [{"_id": f"d{i:03}", "p": "x", "comp": [f"p{i}"]} for i in range(150)]
+    await coll.insert_many(docs)
+    allowed = [f"p{i}" for i in range(0, 3000, 3)]
+    blocked = [f"p{i}" for i in range(0, 3000, 5)]
+    query = {"p": "x", "comp": {"$in": allowed}, "$nor": [{"comp": {"$in": blocked}}]}
+    plain = sorted([d["_id"] async for d in coll.find(query)])
+    assert len(plain) == 40  # multiples of 3 below 150 that are not multiples of 5
+    led = sorted(d["_id"] for d in await find_led(mongo.db, name, query, {"p": "x"}))
+    assert led == plain
+    assert await count_led(mongo.db, name, query, {"p": "x"}) == 40
+    # Few matches: led by their ids.
+    few = {**query, "_id": {"$lte": "d010"}}
+    assert sorted(d["_id"] for d in await find_led(mongo.db, name, few, {"p": "x"})) == [
+        "d003",
+        "d006",
+        "d009",
+    ]
+    await coll.drop()
