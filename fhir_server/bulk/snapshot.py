@@ -72,12 +72,12 @@ class Snapshot:
         """History documents of ``rtype`` at T, by ``_id`` after ``after``, in batches."""
         ids: Filter = {"$gt": after or f"{rtype}/", "$lt": f"{rtype}0"}
         query = _and([{"_id": ids, "op": {"$ne": "delete"}, **self.window}, access, self.patients])
-        # Led by the type: SecantusDB answers a range of _id by scanning the collection.
+        # Led by the patients or the type: SecantusDB answers a range of _id by scanning the collection.
         cursor = await stream_led(
             self.db,
             HISTORY,
             query,
-            {"t": rtype},
+            self._lead(rtype),
             projection=_FIELDS,
             sort=[("_id", 1)],
             batch_size=self.batch_size,
@@ -96,10 +96,15 @@ class Snapshot:
             base["_id"] = {"$gt": after}
         query = _and([base, access, self.patients])
         cursor = await stream_led(
-            self.db, HISTORY, query, {"t": rtype}, projection={"id": 1, "lu": 1}, sort=[("_id", 1)]
+            self.db, HISTORY, query, self._lead(rtype), projection={"id": 1, "lu": 1}, sort=[("_id", 1)]
         )
         while batch := await cursor.to_list(self.batch_size):
             yield batch
+
+    def _lead(self, rtype: str) -> Filter:
+        """What an export's scan of ``rtype`` is led by: its patients' versions (a Patient or Group
+        export) or the type's."""
+        return {"comp": self.patients["comp"]} if self.patients is not None else {"t": rtype}
 
     async def _matching(self, rtype: str, batch: list[Document], type_filter: Filter) -> list[Document]:
         """Those of ``batch`` whose version at T matches ``type_filter``."""

@@ -43,7 +43,6 @@ async def ensure_dmp_indexes(repo: Repository) -> None:
     """Indexes of the purge (idempotent; created by the purge itself, before it looks)."""
     await repo.db[STATE].create_indexes([IndexModel([("closed", ASCENDING)], name="dmp_closed")])
     await repo.db[CLAIMS].create_indexes([IndexModel([("patient", ASCENDING)], name="dmp_ins_patient")])
-    await repo.db[HISTORY].create_indexes([IndexModel([("comp", ASCENDING)], name="history_comp")])
 
 
 async def claim_ins(repo: Repository, keys: Iterable[str], pid: str, session: Session) -> None:

@@ -17,6 +17,8 @@ _HISTORY_INDEXES = [
     IndexModel([("t", ASCENDING), ("id", ASCENDING), ("v", DESCENDING)], name="instance_versions"),
     IndexModel([("t", ASCENDING), ("lu", DESCENDING), ("_id", DESCENDING)], name="type_history"),
     IndexModel([("lu", DESCENDING), ("_id", DESCENDING)], name="system_history"),
+    # Patient and Group exports and the purge read patients' versions, not a whole type's.
+    IndexModel([("comp", ASCENDING)], name="history_comp"),
 ]
 
 # Every current-version collection: paging by last update and the live/deleted split.

@@ -200,6 +200,23 @@ async def narrowed(
     return cut, lead
 
 
+def _without(query: Mapping[str, Any], lead: Lead) -> dict[str, Any]:
+    """``query`` without the conditions the lead's stage already applied (a long ``$in`` costs
+    SecantusDB a comparison per value and document, even where it holds for every candidate)."""
+    out: dict[str, Any] = {}
+    for key, value in query.items():
+        if key == "$and":
+            parts = [_without(part, lead) for part in value if dict(part) != dict(lead)]
+            parts = [p for p in parts if p]
+            if parts:
+                out[key] = parts
+        elif key in lead and len(lead) == 1 and lead[key] == value:
+            continue
+        else:
+            out[key] = value
+    return out
+
+
 def pipeline(
     query: Mapping[str, Any],
     lead: Lead | None,
@@ -209,7 +226,7 @@ def pipeline(
 ) -> list[Document]:
     """The aggregation that runs ``query`` led by ``lead``, sorted, limited and projected."""
     stages: list[Document] = [{"$match": dict(lead)}] if lead else []
-    stages.append({"$match": dict(query)})
+    stages.append({"$match": _without(query, lead) if lead else dict(query)})
     if sort:
         stages.append({"$sort": dict(sort)})
     if limit:
