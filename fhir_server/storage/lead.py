@@ -128,13 +128,17 @@ def lead_on(query: Mapping[str, Any], fields: Sequence[str]) -> Lead | None:
     return None
 
 
+def _is_long_in(condition: Any) -> bool:
+    return isinstance(condition, dict) and len(condition.get("$in") or ()) > _LONG_IN
+
+
 def _long_ins(query: Mapping[str, Any], out: set[str]) -> set[str]:
     """The fields of ``query`` compared with a long ``$in`` (at the top or under ``$and``/``$or``/``$nor``)."""
     for key, value in query.items():
         if key in ("$and", "$or", "$nor"):
             for part in value:
                 _long_ins(part, out)
-        elif not key.startswith("$") and isinstance(value, dict) and len(value.get("$in") or ()) > _LONG_IN:
+        elif not key.startswith("$") and _is_long_in(value):
             out.add(key)
     return out
 
@@ -158,7 +162,7 @@ def _relaxed(query: Mapping[str, Any], fields: set[str]) -> dict[str, Any]:
     for key, value in query.items():
         if key in ("$and", "$or"):
             out[key] = [_relaxed(part, fields) for part in value]
-        elif key in fields and isinstance(value, dict) and len(value.get("$in") or ()) > _LONG_IN:
+        elif key in fields and _is_long_in(value):
             continue
         else:
             out[key] = value
