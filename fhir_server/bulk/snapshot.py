@@ -46,8 +46,18 @@ def _window(tt: datetime, since: datetime | None, until: datetime | None) -> Fil
     return {"lu": lu, "$or": [{"until": {"$exists": False}}, {"until": {"$gt": tt}}]}
 
 
+# Patients per scan of a Patient or Group export: SecantusDB pays for each listed value on every
+# candidate document, so many short ``$in`` lists read a large group several times faster than one long.
+PATIENTS_PER_SCAN = 8
+
+
 class Snapshot:
-    """Reads one export's versions at T: ``batches`` of live resources, ``deletions`` for ``_since``."""
+    """Reads one export's versions at T: ``batches`` of live resources, ``deletions`` for ``_since``.
+
+    A type's versions are read by ``_id``; in a Patient or Group export, for a few patients at a time
+    (a version in the compartments of several is read with the first of them). Each document read
+    carries ``at``, the resume point after it: its ``_id``, prefixed by its group of patients.
+    """
 
     def __init__(
         self,
@@ -62,27 +72,24 @@ class Snapshot:
         self.repo = repo
         self.db = repo.db
         self.window = _window(tt, since, until)
-        self.patients = {"comp": {"$in": patients}} if patients is not None else None
         self.scratch = scratch
         self.batch_size = batch_size
+        self.groups: list[list[str]] | None = None
+        self._group_of: dict[str, int] = {}
+        if patients is not None:
+            self.groups = [
+                patients[i : i + PATIENTS_PER_SCAN] for i in range(0, len(patients), PATIENTS_PER_SCAN)
+            ]
+            for n, group in enumerate(self.groups):
+                for pid in group:
+                    self._group_of.setdefault(pid, n)
 
     async def batches(
         self, rtype: str, access: Filter | None, type_filter: Filter | None, after: str | None
     ) -> AsyncIterator[list[Document]]:
-        """History documents of ``rtype`` at T, by ``_id`` after ``after``, in batches."""
-        ids: Filter = {"$gt": after or f"{rtype}/", "$lt": f"{rtype}0"}
-        query = _and([{"_id": ids, "op": {"$ne": "delete"}, **self.window}, access, self.patients])
-        # Led by the patients or the type: SecantusDB answers a range of _id by scanning the collection.
-        cursor = await stream_led(
-            self.db,
-            HISTORY,
-            query,
-            self._lead(rtype),
-            projection=_FIELDS,
-            sort=[("_id", 1)],
-            batch_size=self.batch_size,
-        )
-        while batch := await cursor.to_list(self.batch_size):
+        """History documents of ``rtype`` at T, after the resume point ``after``, in batches."""
+        base: Filter = {"op": {"$ne": "delete"}, **self.window}
+        async for batch in self._scan(rtype, base, access, after, _FIELDS):
             if type_filter is not None:
                 batch = await self._matching(rtype, batch, type_filter)
             yield batch
@@ -90,21 +97,67 @@ class Snapshot:
     async def deletions(
         self, rtype: str, access: Filter | None, after: str | None
     ) -> AsyncIterator[list[Document]]:
-        """Deletion tombstones of ``rtype`` current at T (within ``_since``), by ``_id``."""
+        """Deletion tombstones of ``rtype`` current at T (within ``_since``), after ``after``."""
         base: Filter = {"t": rtype, "op": "delete", **self.window}
-        if after:
-            base["_id"] = {"$gt": after}
-        query = _and([base, access, self.patients])
+        async for batch in self._scan(rtype, base, access, after, {"id": 1, "lu": 1}):
+            yield batch
+
+    async def _scan(
+        self,
+        rtype: str,
+        base: Filter,
+        access: Filter | None,
+        after: str | None,
+        fields: Document,
+    ) -> AsyncIterator[list[Document]]:
+        """The documents of ``rtype`` matching ``base`` and ``access``, by resume point.
+
+        Led by the type, or by each group of patients: SecantusDB answers a range of ``_id`` alone by
+        scanning the whole collection."""
+        if self.groups is None:
+            async for batch in self._read(rtype, base, access, after, {"t": rtype}, fields):
+                for doc in batch:
+                    doc["at"] = doc["_id"]
+                yield batch
+            return
+        first, last = (0, None) if after is None else _resume_point(after)
+        for n in range(first, len(self.groups)):
+            lead = {"comp": {"$in": self.groups[n]}}
+            since = last if n == first else None
+            read = self._read(rtype, base, access, since, lead, {**fields, "comp": 1})
+            async for batch in read:
+                kept = []
+                for doc in batch:
+                    # Read with an earlier group already when that group holds one of its patients.
+                    groups = (self._group_of.get(p, n) for p in doc.pop("comp", None) or [])
+                    if min(groups, default=n) >= n:
+                        doc["at"] = f"{n} {doc['_id']}"
+                        kept.append(doc)
+                if kept:
+                    yield kept
+
+    async def _read(
+        self,
+        rtype: str,
+        base: Filter,
+        access: Filter | None,
+        after: str | None,
+        lead: Filter,
+        fields: Document,
+    ) -> AsyncIterator[list[Document]]:
+        ids: Filter = {"$gt": after or f"{rtype}/", "$lt": f"{rtype}0"}
+        query = _and([{**base, "_id": ids}, access, lead])
         cursor = await stream_led(
-            self.db, HISTORY, query, self._lead(rtype), projection={"id": 1, "lu": 1}, sort=[("_id", 1)]
+            self.db,
+            HISTORY,
+            query,
+            lead,
+            projection=fields,
+            sort=[("_id", 1)],
+            batch_size=self.batch_size,
         )
         while batch := await cursor.to_list(self.batch_size):
             yield batch
-
-    def _lead(self, rtype: str) -> Filter:
-        """What an export's scan of ``rtype`` is led by: its patients' versions (a Patient or Group
-        export) or the type's."""
-        return {"comp": self.patients["comp"]} if self.patients is not None else {"t": rtype}
 
     async def _matching(self, rtype: str, batch: list[Document], type_filter: Filter) -> list[Document]:
         """Those of ``batch`` whose version at T matches ``type_filter``."""
@@ -145,3 +198,9 @@ class Snapshot:
 
     async def drop_scratch(self) -> None:
         await self.db[self.scratch].drop()
+
+
+def _resume_point(after: str) -> tuple[int, str]:
+    """(group of patients, last ``_id`` read) of a Patient or Group export's resume point."""
+    group, _, last = after.partition(" ")
+    return int(group), last

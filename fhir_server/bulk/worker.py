@@ -195,7 +195,7 @@ class ExportWorker:
                     res = select_elements(res, elements)
                 if pseudonyms is not None:
                     res = pseudonyms.transform(res)
-                await run.write(dumps(res), doc["_id"])
+                await run.write(dumps(res), doc["at"])
 
     async def _deleted(
         self,
@@ -214,7 +214,7 @@ class ExportWorker:
                     "type": "transaction",
                     "entry": [{"request": {"method": "DELETE", "url": f"{rtype}/{rid}"}}],
                 }
-                await run.write(orjson.dumps(bundle), doc["_id"])
+                await run.write(orjson.dumps(bundle), doc["at"])
 
     async def _type_filter(self, rtype: str, queries: list[str] | None, access: Access) -> Filter | None:
         """The OR of a type's ``_typeFilter`` queries, compiled (chains see what the caller may see)."""
