@@ -43,7 +43,6 @@ from pymongo import IndexModel
 from fhir_server.auth.labels import POLICY_INDEXES
 from fhir_server.config import Settings
 from fhir_server.dmp import systems
-from fhir_server.dmp.feed import history_hook
 from fhir_server.dmp.importer import ExtractImporter
 from fhir_server.dmp.staging import STAGING, ensure_staging_indexes
 from fhir_server.fhir.registry import SERVED_TYPES
@@ -141,9 +140,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await ensure_staging_indexes(mongo)
         repo = Repository(mongo)
         engine = SearchEngine(repo, settings.fhir_base, 60, 1000)
-        service = ResourceService(
-            repo, engine, patient_hook=history_hook(settings.reimbursement_history_months)
-        )
+        service = ResourceService(repo, engine, history_months=settings.reimbursement_history_months)
         opened = [n for n in sorted(nirs) if n != held_out]
         started = time.perf_counter()
         for i in range(0, len(opened), 500):

@@ -32,7 +32,6 @@ from fhir_server.auth.store import purge_loop
 from fhir_server.bulk.jobs import Jobs
 from fhir_server.bulk.worker import ExportWorker, worker_pool
 from fhir_server.config import Settings
-from fhir_server.dmp.feed import history_hook
 from fhir_server.dmp.staging import ensure_staging_indexes
 from fhir_server.fhir.bundle import BundleProcessor
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
@@ -99,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     engine,
                     allow_invisible_and_masked=matrix.allow_invisible_and_masked,
                     retention_years=settings.dmp_retention_years,
-                    patient_hook=history_hook(settings.reimbursement_history_months),
+                    history_months=settings.reimbursement_history_months,
                 )
                 options = SearchOptions(settings.default_page_size, settings.max_page_size)
                 bundles = BundleProcessor(resources, settings.fhir_base, options, settings.max_bundle_entries)

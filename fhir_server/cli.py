@@ -105,7 +105,6 @@ def _counts(args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
     """The server's own Bundle processor, with full access, on the database of ``settings``."""
-    from fhir_server.dmp.feed import history_hook
     from fhir_server.dmp.staging import ensure_staging_indexes
     from fhir_server.fhir.bundle import BundleProcessor
     from fhir_server.fhir.registry import SERVED_TYPES
@@ -138,7 +137,7 @@ async def _write_path(settings: Settings) -> AsyncIterator[BundleProcessor]:
                 repo,
                 engine,
                 retention_years=settings.dmp_retention_years,
-                patient_hook=history_hook(settings.reimbursement_history_months),
+                history_months=settings.reimbursement_history_months,
             )
             yield BundleProcessor(service, settings.fhir_base, options, settings.max_bundle_entries)
         finally:

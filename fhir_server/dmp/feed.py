@@ -1,8 +1,9 @@
 """Staged extract lines → resources of a DMP, inside the caller's transaction.
 
-Used by the import (lines of NIRs whose DMP exists become resources at once) and when a DMP is opened
-(the staged lines of the last ``FHIR_REIMBURSEMENT_HISTORY_MONTHS`` months become resources in the same
-transaction as the Patient, so nobody ever sees a new DMP without its history).
+Used by the import (lines of NIRs whose DMP is open become resources at once; those of a closed DMP
+wait) and by the lifecycle's opening hook (:func:`feed_opened`): when a DMP is created, reopened or
+newly carries an INS, the staged lines of the last ``FHIR_REIMBURSEMENT_HISTORY_MONTHS`` months become
+resources in the same transaction, so nobody ever sees an open DMP without its history.
 
 Resources are written at ids derived from invoice numbers (fhir_server.dmp.reimbursement), each
 validated and indexed like any write; one identical to what is stored is left alone, so importing the
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import calendar
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from fhir_server.dmp import systems
+from fhir_server.dmp import store, systems
 from fhir_server.dmp.extract import Row
+from fhir_server.dmp.lifecycle import DmpOpened
 from fhir_server.dmp.medications import derived_statements, is_pharmacy
 from fhir_server.dmp.reimbursement import (
     Parties,
@@ -31,7 +33,7 @@ from fhir_server.dmp.reimbursement import (
 )
 from fhir_server.dmp.staging import StagedRow, mark_applied, rows_of
 from fhir_server.fhir.dates import now_ms
-from fhir_server.fhir.rest import PatientHook, ResourceService, new_version
+from fhir_server.fhir.rest import new_version
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.search.index import patient_compartments
 from fhir_server.search.plan import choose_lead
@@ -84,7 +86,8 @@ class Feeder:
         self.begin()
 
     async def patients_for(self, nirs: Iterable[str], session: Session | None) -> dict[str, str]:
-        """The Patient id of each of these NIRs that has a DMP."""
+        """The Patient id of each of these NIRs whose DMP is open (a closed one accepts no data: its
+        lines wait for its reopening)."""
         wanted = set(nirs)
         keys = [f"{s}|{n}" for n in sorted(wanted) for s in INS_SYSTEMS]
         filt = {"idx.identifier": {"$in": keys}}
@@ -94,7 +97,8 @@ class Feeder:
         ):
             for nir in ins_values(rec.resource) & wanted:
                 out.setdefault(nir, rec.id)
-        return out
+        closed = await store.closed_of(self.repo, sorted(set(out.values())), session)
+        return {nir: pid for nir, pid in out.items() if pid not in closed}
 
     async def _resolve(
         self, rtype: str, system: str, values: set[str], session: Session
@@ -222,12 +226,13 @@ def _same(stored: Json, body: Json) -> bool:
     return {k: v for k, v in stored.items() if k != "meta"} == body
 
 
-async def feed_new_dmp(
-    repo: Repository, patient: Json, previous: Json | None, session: Session, months: int, today: date
+async def feed_dmp(
+    repo: Repository, patient: Json, session: Session, months: int, today: date
 ) -> Counter[str]:
-    """Turn the staged lines of the last ``months`` months of the INS this Patient version newly
-    carries into resources of its DMP, in the caller's transaction; what was written, per type."""
-    nirs = ins_values(patient) - ins_values(previous)
+    """Turn the staged lines of the last ``months`` months of the INS this Patient carries into
+    resources of its DMP, in the caller's transaction; what was written, per type. Lines already
+    written are left alone, so feeding again writes only what arrived since."""
+    nirs = ins_values(patient)
     if not nirs:
         return Counter()
     staged = await rows_of(repo.mongo, nirs, session, since=months_before(today, months).isoformat())
@@ -240,11 +245,8 @@ async def feed_new_dmp(
     return feeder.written
 
 
-def history_hook(months: int, today: Callable[[], date] = date.today) -> PatientHook:
-    """The Patient hook of :class:`ResourceService`: a DMP opened (a Patient stored with an INS it did
-    not carry) gets its staged reimbursement history in the same transaction."""
-
-    async def hook(service: ResourceService, patient: Json, previous: Json | None, session: Session) -> None:
-        await feed_new_dmp(service.repo, patient, previous, session, months, today())
-
-    return hook
+async def feed_opened(event: DmpOpened) -> None:
+    """The opening hook (fhir_server.dmp.lifecycle): a DMP created, reopened or newly identified by an
+    INS gets its staged reimbursement history in the transaction that opens it."""
+    service = event.service
+    await feed_dmp(service.repo, event.resource, event.session, service.history_months, date.today())

@@ -13,11 +13,13 @@ transaction, that version included, is rolled back. docs/dmp-lifecycle.md is the
   (the closure extension removed) are the patient's, their representative's or an operator's.
 - Any resource: no write touches the compartment of a closed DMP (422).
 
-**Hooks.** When a DMP is opened (its Patient created, or reopened), :func:`on_dmp_opened` awaits each
-function of :data:`ON_DMP_OPENED` with a :class:`DmpOpened` event, in the same transaction: a hook
-may write (through ``event.service``, full access, the caller's traces) and a hook that raises aborts
-the opening. Register one with ``ON_DMP_OPENED.append(fn)`` at import time of the module that needs
-it. The first hook records the patient's consent to an opening by someone else (a ``Consent``).
+**Hooks.** When a DMP is opened (its Patient created, or reopened) or an open DMP newly carries an
+INS, :func:`on_dmp_opened` awaits each function of :data:`ON_DMP_OPENED` with a :class:`DmpOpened`
+event, in the same transaction: a hook may write (through ``event.service``, full access, the
+caller's traces) and a hook that raises aborts the opening. Register one with
+``ON_DMP_OPENED.append(fn)`` at import time of the module that needs it. The first hook records the
+patient's consent to an opening by someone else (a ``Consent``); the second feeds the DMP with its
+staged reimbursement history (fhir_server.dmp.feed).
 :func:`dmp_for_ins` says which DMP an INS identifies and whether it is closed.
 """
 
@@ -42,12 +44,13 @@ if TYPE_CHECKING:
 Json = dict[str, Any]
 
 INS_SYSTEMS = (systems.INS_NIR, systems.INS_NIA, systems.INS_NIR_TEST, systems.INS_NIR_DEMO)
-CREATED, REOPENED = "created", "reopened"
+CREATED, REOPENED, IDENTIFIED = "created", "reopened", "identified"
 
 
 @dataclass(frozen=True)
 class DmpOpened:
-    """A DMP was just opened: its Patient created (``reason`` ``created``) or reopened (``reopened``).
+    """A DMP was just opened: its Patient created (``reason`` ``created``) or reopened (``reopened``),
+    or an open DMP's Patient now carries an INS it did not (``identified``).
 
     ``ins`` holds its INS as (system, value) pairs (possibly none); ``service`` writes with full access
     in ``session``, the transaction that opens the DMP."""
@@ -317,6 +320,8 @@ async def _patient(service: ResourceService, old: Json | None, new: NewVersion, 
         _check_retention(service, pid, was["closed"], now)
         await store.save_state(repo, pid, {"closed": None, "reason": None}, session)
         await on_dmp_opened(_event(service, pid, res, after, REOPENED, session))
+    elif _claim_keys(res) - _claim_keys(old):
+        await on_dmp_opened(_event(service, pid, res, after, IDENTIFIED, session))
 
 
 def _check_retention(service: ResourceService, pid: str, closed: datetime, now: datetime) -> None:
@@ -386,4 +391,13 @@ async def record_opening_consent(event: DmpOpened) -> None:
     await event.service.create("Consent", consent, session=event.session)
 
 
+async def feed_reimbursement_history(event: DmpOpened) -> None:
+    """Feed the DMP with the staged reimbursements of its INS (fhir_server.dmp.feed)."""
+    # Imported here: the feed writes through the REST layer's versions, and that layer imports this module.
+    from fhir_server.dmp.feed import feed_opened
+
+    await feed_opened(event)
+
+
 ON_DMP_OPENED.append(record_opening_consent)
+ON_DMP_OPENED.append(feed_reimbursement_history)

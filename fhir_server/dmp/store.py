@@ -89,11 +89,21 @@ async def drop_state(repo: Repository, pid: str, session: Session) -> None:
 
 async def closed_among(repo: Repository, pids: list[str], session: Session | None) -> Doc | None:
     """One closed DMP among these Patients, if any."""
-    if not pids:
-        return None
-    query = {"_id": {"$in": pids}, "closed": {"$type": "date"}}
-    found = await find_led(repo.db, STATE, query, {"_id": {"$in": pids}}, limit=1, session=session)
+    found = await _closed(repo, pids, session, limit=1)
     return found[0] if found else None
+
+
+async def closed_of(repo: Repository, pids: list[str], session: Session | None) -> set[str]:
+    """Those of these Patients whose DMP is closed."""
+    return {d["_id"] for d in await _closed(repo, pids, session, limit=0)}
+
+
+async def _closed(repo: Repository, pids: list[str], session: Session | None, limit: int) -> list[Doc]:
+    if not pids:
+        return []
+    query = {"_id": {"$in": pids}, "closed": {"$type": "date"}}
+    lead = {"_id": {"$in": pids}}
+    return await find_led(repo.db, STATE, query, lead, projection={"closed": 1}, limit=limit, session=session)
 
 
 async def closed_before(repo: Repository, cutoff: datetime) -> list[Doc]:

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,9 +47,6 @@ from fhir_server.storage.indexes import HISTORY
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session, VersionConflict
 
 Json = dict[str, Any]
-# Called after a Patient version is stored, in the same transaction: (service, new resource, previous
-# resource or None, session). The DMP feeds a new DMP's reimbursement history through it.
-PatientHook = Callable[["ResourceService", Json, Json | None, Any], Awaitable[None]]
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 
@@ -148,7 +145,7 @@ class ResourceService:
         access: Access | None = None,
         allow_invisible_and_masked: bool = False,
         retention_years: int = 10,
-        patient_hook: PatientHook | None = None,
+        history_months: int = 12,
     ) -> None:
         self.repo = repo
         self.engine = engine
@@ -156,7 +153,8 @@ class ResourceService:
         self.allow_invisible_and_masked = allow_invisible_and_masked
         # How long a closed DMP is kept (and may be reopened), in years (fhir_server.dmp.lifecycle).
         self.retention_years = retention_years
-        self.patient_hook = patient_hook
+        # How many months of staged reimbursements a DMP receives when opened (fhir_server.dmp.feed).
+        self.history_months = history_months
 
     def bound(self, access: Access) -> ResourceService:
         """This service acting for a caller with ``access``."""
@@ -166,7 +164,7 @@ class ResourceService:
             access,
             self.allow_invisible_and_masked,
             self.retention_years,
-            self.patient_hook,
+            self.history_months,
         )
 
     async def check(self, rtype: str, rid: str, action: str, session: Session | None = None) -> None:
@@ -274,8 +272,6 @@ class ResourceService:
             await self.check(rtype, rid, CREATE if op == "create" else UPDATE, session)
         if self.access.audit is not None:
             await self.access.audit.record(op, new.compartments, [f"{rtype}/{rid}"], session=session)
-        if rtype == "Patient" and new.resource is not None and self.patient_hook is not None:
-            await self.patient_hook(self, new.resource, current.resource if current else None, session)
         return Record(rtype, rid, version, new.last_updated, new.resource is None, new.resource, op)
 
     async def create_many(self, resources: list[Json]) -> list[Record]:
@@ -297,8 +293,6 @@ class ResourceService:
                     await self.repo.label_binaries(
                         v.labels.get("bin", []), inherited(v.labels), v.compartments, s
                     )
-                if v.rtype == "Patient" and v.resource is not None and self.patient_hook is not None:
-                    await self.patient_hook(self, v.resource, None, s)
 
         await self.repo.in_transaction(run)
         return [Record(v.rtype, v.id, 1, now, False, v.resource, "create") for v in versions]

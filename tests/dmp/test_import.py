@@ -23,6 +23,7 @@ from fhir_server.dmp.importer import ExtractImporter, ImportReport
 from fhir_server.storage.client import Mongo
 from tests.conftest import bearer
 from tests.dmp.extracts import drug, extract, insured, line, new_nir
+from tests.dmp.ins import closed, reopened
 
 
 async def _import(app: FastAPI, text: str) -> ImportReport:
@@ -296,3 +297,38 @@ async def test_dmps_opened_in_bulk_receive_their_history_too(app: FastAPI, clien
     await _import(app, extract(line(nir, _invoice())))
     [record] = await app.state.services.resources.create_many([insured(nir)])
     assert len(await _search(client, f"ExplanationOfBenefit?patient={record.id}")) == 1
+
+
+async def test_a_closed_dmp_receives_no_lines_until_it_is_reopened(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    nir = new_nir(sex="1")
+    pid = await _open_dmp(client, nir)
+    current = (await client.get(f"Patient/{pid}")).json()
+    shut = await client.put(f"Patient/{pid}", json=closed(current))
+    assert shut.status_code == 200, shut.text
+    invoice = _invoice()
+    report = await _import(app, extract(line(nir, invoice, days_ago=20)))
+    assert (report.applied, report.waiting, sum(report.written.values())) == (0, 1, 0)
+    assert await _search(client, f"ExplanationOfBenefit?patient={pid}") == []
+    again = await client.put(f"Patient/{pid}", json=reopened(shut.json()))
+    assert again.status_code == 200, again.text
+    eobs = await _search(client, f"ExplanationOfBenefit?patient={pid}")
+    assert [e["identifier"][0]["value"] for e in eobs] == [invoice]
+
+
+async def test_a_patient_that_comes_to_carry_an_ins_receives_its_history(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    nir = new_nir(sex="2", year=85, month=3)
+    invoice = _invoice()
+    await _import(app, extract(line(nir, invoice, days_ago=40)))
+    anonymous = {k: v for k, v in insured(nir).items() if k != "identifier"}
+    r = await client.post("Patient", json=anonymous)
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    assert await _search(client, f"ExplanationOfBenefit?patient={pid}") == []
+    r = await client.put(f"Patient/{pid}", json={**insured(nir), "id": pid})
+    assert r.status_code == 200, r.text
+    eobs = await _search(client, f"ExplanationOfBenefit?patient={pid}")
+    assert [e["identifier"][0]["value"] for e in eobs] == [invoice]
