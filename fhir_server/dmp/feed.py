@@ -13,10 +13,13 @@ created once.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import contextlib
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from fhir_server.dmp import store, systems
@@ -37,7 +40,7 @@ from fhir_server.fhir.rest import new_version
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.search.index import patient_compartments
 from fhir_server.search.plan import choose_lead
-from fhir_server.storage.repository import NewVersion, Repository, Session
+from fhir_server.storage.repository import NewVersion, Record, Repository, Session
 
 Json = dict[str, Any]
 INS_SYSTEMS = (systems.INS_NIR, systems.INS_NIA)
@@ -187,39 +190,88 @@ class Feeder:
         ]
 
     async def _write(self, bodies: list[Json], deletions: list[str], session: Session) -> None:
-        """Store the bodies that differ from what is stored, and delete the obsolete statements."""
-        now = now_ms()
-        by_type: dict[str, dict[str, Json]] = {}
+        """Store the bodies that differ from what is stored, and delete the obsolete statements.
+
+        Validating and indexing a version costs more than storing it: the versions are built in a
+        thread, a chunk at a time, while the database stores the chunk before (one operation of the
+        session in flight at a time)."""
+        by_type: dict[str, dict[str, Json | None]] = {}
         for body in bodies:
             by_type.setdefault(body["resourceType"], {})[body["id"]] = body
-        if deletions:
-            by_type.setdefault("MedicationStatement", {}).update(dict.fromkeys(deletions, None))  # type: ignore[arg-type]
-        created: list[NewVersion] = []
+        for rid in deletions:
+            by_type.setdefault("MedicationStatement", {})[rid] = None
+        changes: list[_Change] = []
         for rtype, group in by_type.items():
             current = await self.repo.current_many(rtype, list(group), session)
             for rid, body in group.items():
                 cur = current.get(rid)
-                if body is None:
-                    if cur is not None and not cur.deleted and cur.resource is not None:
-                        was_in = patient_compartments(rtype, rid, cur.resource)
-                        gone = new_version(rtype, rid, None, "delete", cur.version + 1, now, was_in)
-                        await self.repo.put(gone, cur.version, session)
-                        self._counted[f"{rtype} deleted"] += 1
+                stored = cur.resource if cur is not None and not cur.deleted else None
+                if stored is None and body is None:
                     continue
-                if cur is not None and cur.resource is not None and _same(cur.resource, body):
+                if stored is not None and body is not None and _same(stored, body):
                     continue
-                validate_resource(body, rtype)
-                if cur is None:
-                    created.append(new_version(rtype, rid, body, "create", 1, now))
-                else:
-                    was_in = patient_compartments(rtype, rid, cur.resource) if cur.resource else None
-                    await self.repo.put(
-                        new_version(rtype, rid, body, "update", cur.version + 1, now, was_in),
-                        cur.version,
-                        session,
-                    )
-                self._counted[rtype] += 1
-        await self.repo.put_many(created, session)
+                changes.append(_Change(rtype, rid, body, cur))
+        now = now_ms()
+        chunks = [changes[i : i + _CHUNK] for i in range(0, len(changes), _CHUNK)]
+        if not chunks:
+            return
+        built = await asyncio.to_thread(_versions, chunks[0], now)
+        for n in range(len(chunks)):
+            storing = asyncio.ensure_future(self._store(built, session))
+            try:
+                if n + 1 < len(chunks):
+                    built = await asyncio.to_thread(_versions, chunks[n + 1], now)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await storing
+                raise
+            await storing
+
+    async def _store(self, versions: list[tuple[NewVersion, int | None]], session: Session) -> None:
+        """Store built versions (``previous``: the version each replaces, None for a creation)."""
+        for new, previous in versions:
+            if previous is not None:
+                await self.repo.put(new, previous, session)
+        await self.repo.put_many([new for new, previous in versions if previous is None], session)
+        for new, _ in versions:
+            self._counted[f"{new.rtype} deleted" if new.resource is None else new.rtype] += 1
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A resource to write: its new body (None: delete it) and its current version, if any."""
+
+    rtype: str
+    rid: str
+    body: Json | None
+    current: Record | None
+
+
+# Versions built per chunk: large enough to keep the database busy while the next chunk is built.
+_CHUNK = 200
+
+
+def _versions(changes: list[_Change], now: datetime) -> list[tuple[NewVersion, int | None]]:
+    """The stored versions of ``changes`` (each body validated), with the version each replaces."""
+    out: list[tuple[NewVersion, int | None]] = []
+    for c in changes:
+        cur = c.current
+        if cur is None:
+            assert c.body is not None
+            out.append(
+                (new_version(c.rtype, c.rid, validate_resource(c.body, c.rtype), "create", 1, now), None)
+            )
+            continue
+        was_in = patient_compartments(c.rtype, c.rid, cur.resource) if cur.resource else None
+        if c.body is None:
+            gone = new_version(c.rtype, c.rid, None, "delete", cur.version + 1, now, was_in)
+            out.append((gone, cur.version))
+        else:
+            body = validate_resource(c.body, c.rtype)
+            out.append(
+                (new_version(c.rtype, c.rid, body, "update", cur.version + 1, now, was_in), cur.version)
+            )
+    return out
 
 
 def _same(stored: Json, body: Json) -> bool:
