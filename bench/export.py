@@ -57,6 +57,7 @@ _DB_NAME = "fhir"
 _BATCH = 1000
 _KICK_OFF = {"Accept": "application/fhir+json", "Prefer": "respond-async"}
 _SAMPLE_S = 0.1
+_RAW_MEMBERS_PER_CURSOR = 8
 
 
 class RssSampler:
@@ -158,20 +159,33 @@ async def run_export(server: crud.Server, path: str, sampler: RssSampler) -> dic
 
 
 def raw_scan(uri: str, types: list[str], out_dir: Path, patients: list[str] | None = None) -> dict[str, Any]:
-    """The minimal script: a PyMongo cursor per collection, each live resource written as one NDJSON line."""
+    """The minimal script: a PyMongo cursor per collection, each live resource written as one NDJSON line.
+
+    For a group of patients, a cursor per few members (a resource in several compartments written
+    once): SecantusDB checks every value of an ``$in`` on every document, so one cursor over all the
+    members of a large group is many times slower, and would flatter the export."""
     client: pymongo.MongoClient[Json] = pymongo.MongoClient(uri, tz_aware=True, connectTimeoutMS=120_000)
     db = client[_DB_NAME]
     started = time.perf_counter()
     n = 0
-    query: Json = {"del": False}
+    queries: list[Json] = [{"del": False}]
     if patients is not None:
-        query["comp"] = {"$in": patients}
+        step = _RAW_MEMBERS_PER_CURSOR
+        queries = [
+            {"del": False, "comp": {"$in": patients[i : i + step]}} for i in range(0, len(patients), step)
+        ]
     for rtype in types:
+        seen: set[str] = set()
         with (out_dir / f"{rtype}.ndjson").open("wb") as f:
-            for doc in db[rtype].find(query, {"res": 1}, batch_size=_BATCH):
-                f.write(orjson.dumps(doc["res"]))
-                f.write(b"\n")
-                n += 1
+            for query in queries:
+                for doc in db[rtype].find(query, {"res": 1}, batch_size=_BATCH):
+                    if doc["_id"] in seen:
+                        continue
+                    if patients is not None:
+                        seen.add(doc["_id"])
+                    f.write(orjson.dumps(doc["res"]))
+                    f.write(b"\n")
+                    n += 1
     elapsed = time.perf_counter() - started
     client.close()
     return {"resources": n, "seconds": round(elapsed, 2), "resources_per_s": round(n / elapsed, 1)}
