@@ -170,7 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         _say(f"import: {out['import_s']} s, {out['lines_per_s']:,} lines/s, {out['resources_written']}")
         if profile:
-            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats(args.profile_sort).print_stats(45)
         for indexed in (False, True):
             docs, raw_s = await _raw_insert(mongo, indexed)
             key = "raw_indexed" if indexed else "raw_no_index"
@@ -208,6 +208,9 @@ def main() -> None:
         "--batch-lines", type=int, default=1000, help="lines per import transaction (default 1000)"
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the import to stderr")
+    parser.add_argument(
+        "--profile-sort", default="cumulative", help="cProfile order: cumulative (default), tottime, ..."
+    )
     args = parser.parse_args()
     out = asyncio.run(run(args))
     print(

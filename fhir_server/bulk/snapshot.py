@@ -24,7 +24,7 @@ from typing import Any
 from fhir_server.search.compiler import Filter
 from fhir_server.search.index import derive
 from fhir_server.storage.indexes import HISTORY
-from fhir_server.storage.lead import find_led, stream_led
+from fhir_server.storage.lead import find_in, stream_led
 from fhir_server.storage.repository import Repository
 
 Document = dict[str, Any]
@@ -162,19 +162,12 @@ class Snapshot:
     async def _matching(self, rtype: str, batch: list[Document], type_filter: Filter) -> list[Document]:
         """Those of ``batch`` whose version at T matches ``type_filter``."""
         ids = [d["id"] for d in batch]
-        coll = self.db[rtype]
-        found = await find_led(
-            self.db,
-            rtype,
-            _and([{"_id": {"$in": ids}}, type_filter]),
-            {"_id": {"$in": ids}},
-            projection={"v": 1},
-        )
+        found = await find_in(self.db, rtype, "_id", ids, type_filter, projection={"v": 1})
         matched = {d["_id"]: d["v"] for d in found}
         unsure = [d["id"] for d in batch if matched.get(d["id"]) != d["v"]]
-        current = (
-            {d["_id"]: d["v"] async for d in coll.find({"_id": {"$in": unsure}}, {"v": 1})} if unsure else {}
-        )
+        current = {
+            d["_id"]: d["v"] for d in await find_in(self.db, rtype, "_id", unsure, projection={"v": 1})
+        }
         changed = [d for d in batch if d["id"] in unsure and current.get(d["id"]) != d["v"]]
         again = await self._match_past(rtype, changed, type_filter) if changed else set()
         return [d for d in batch if matched.get(d["id"]) == d["v"] or d["id"] in again]
@@ -188,10 +181,8 @@ class Snapshot:
             rows.append({"_id": d["id"], "idx": derived.index, "comp": derived.compartments, "del": False})
         await scratch.insert_many(rows)
         try:
-            ids = {"_id": {"$in": [r["_id"] for r in rows]}}
-            found = await find_led(
-                self.db, self.scratch, _and([ids, type_filter]), ids, projection={"_id": 1}
-            )
+            ids = [r["_id"] for r in rows]
+            found = await find_in(self.db, self.scratch, "_id", ids, type_filter, projection={"_id": 1})
             return {d["_id"] for d in found}
         finally:
             await scratch.delete_many({"_id": {"$in": [r["_id"] for r in rows]}})

@@ -39,7 +39,6 @@ from fhir_server.fhir.dates import now_ms
 from fhir_server.fhir.rest import new_version
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.search.index import patient_compartments
-from fhir_server.search.plan import choose_lead
 from fhir_server.storage.repository import NewVersion, Record, Repository, Session
 
 Json = dict[str, Any]
@@ -93,11 +92,8 @@ class Feeder:
         lines wait for its reopening)."""
         wanted = set(nirs)
         keys = [f"{s}|{n}" for n in sorted(wanted) for s in INS_SYSTEMS]
-        filt = {"idx.identifier": {"$in": keys}}
         out: dict[str, str] = {}
-        for rec in await self.repo.find(
-            "Patient", filt, 2 * len(keys), session, choose_lead("Patient", filt)
-        ):
+        for rec in await self.repo.find_by("Patient", "idx.identifier", keys, session):
             for nir in ins_values(rec.resource) & wanted:
                 out.setdefault(nir, rec.id)
         closed = await store.closed_of(self.repo, sorted(set(out.values())), session)
@@ -111,8 +107,8 @@ class Feeder:
         missing = sorted(v for v, rid in found.items() if rid is None)
         new: list[Json] = []
         if missing:
-            filt = {"idx.identifier": {"$in": [f"{system}|{v}" for v in missing]}}
-            for rec in await self.repo.find(rtype, filt, 4 * len(missing), session, choose_lead(rtype, filt)):
+            keys = [f"{system}|{v}" for v in missing]
+            for rec in await self.repo.find_by(rtype, "idx.identifier", keys, session):
                 for ident in (rec.resource or {}).get("identifier") or []:
                     v = ident.get("value")
                     if ident.get("system") == system and v in found and found[v] is None:
@@ -175,10 +171,7 @@ class Feeder:
         """Derived statements of these patients that the new derivation no longer gives (periods merged)."""
         if not patients:
             return []
-        filt = {"comp": {"$in": patients}}
-        found = await self.repo.find(
-            "MedicationStatement", filt, 100_000, session, choose_lead("MedicationStatement", filt)
-        )
+        found = await self.repo.find_by("MedicationStatement", "comp", patients, session)
         return [
             rec.id
             for rec in found

@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, IndexModel, UpdateMany, UpdateOne
 
 from fhir_server.dmp.extract import Line, Row
 from fhir_server.storage.client import Mongo
-from fhir_server.storage.lead import find_led
+from fhir_server.storage.lead import find_in
 from fhir_server.storage.repository import Session
 
 STAGING = "reimbursement_staging"
@@ -56,8 +55,10 @@ async def stage(
         return
     coll = mongo.db[STAGING]
     wanted = {staging_key(line.row): line for line in lines}
-    query = {"_id": {"$in": list(wanted)}}
-    stored = {d["_id"]: d async for d in coll.find(query, {"row": 1, "pid": 1}, session=session)}
+    found = await find_in(
+        mongo.db, STAGING, "_id", list(wanted), projection={"row": 1, "pid": 1}, session=session
+    )
+    stored = {d["_id"]: d for d in found}
     new, changed = [], []
     for key, line in wanted.items():
         pid = patients.get(line.row["nir"])
@@ -80,13 +81,10 @@ async def rows_of(
     mongo: Mongo, nirs: Iterable[str], session: Session | None, since: str | None = None
 ) -> dict[str, list[StagedRow]]:
     """The staged lines of these NIRs (care date on or after ``since`` when given), per NIR."""
-    query: dict[str, Any] = {"nir": {"$in": sorted(set(nirs))}}
-    if since is not None:
-        query["care"] = {"$gte": since}
+    query = {"care": {"$gte": since}} if since is not None else None
     out: dict[str, list[StagedRow]] = {}
-    lead = {"nir": query["nir"]}
-    for doc in await find_led(
-        mongo.db, STAGING, query, lead, projection={"row": 1, "pid": 1}, session=session
+    for doc in await find_in(
+        mongo.db, STAGING, "nir", sorted(set(nirs)), query, projection={"row": 1, "pid": 1}, session=session
     ):
         row = doc["row"]
         out.setdefault(row["nir"], []).append(StagedRow(row, doc.get("pid")))

@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.fhir.registry import SERVED_TYPES
 from fhir_server.storage.indexes import HISTORY
-from fhir_server.storage.lead import find_led
+from fhir_server.storage.lead import find_in, find_led
 from fhir_server.storage.repository import Repository, Session
 
 STATE = "dmp"
@@ -89,21 +89,18 @@ async def drop_state(repo: Repository, pid: str, session: Session) -> None:
 
 async def closed_among(repo: Repository, pids: list[str], session: Session | None) -> Doc | None:
     """One closed DMP among these Patients, if any."""
-    found = await _closed(repo, pids, session, limit=1)
+    if not pids:
+        return None
+    query = {"_id": {"$in": pids}, "closed": {"$type": "date"}}
+    found = await find_led(repo.db, STATE, query, {"_id": {"$in": pids}}, limit=1, session=session)
     return found[0] if found else None
 
 
 async def closed_of(repo: Repository, pids: list[str], session: Session | None) -> set[str]:
     """Those of these Patients whose DMP is closed."""
-    return {d["_id"] for d in await _closed(repo, pids, session, limit=0)}
-
-
-async def _closed(repo: Repository, pids: list[str], session: Session | None, limit: int) -> list[Doc]:
-    if not pids:
-        return []
-    query = {"_id": {"$in": pids}, "closed": {"$type": "date"}}
-    lead = {"_id": {"$in": pids}}
-    return await find_led(repo.db, STATE, query, lead, projection={"closed": 1}, limit=limit, session=session)
+    query = {"closed": {"$type": "date"}}
+    found = await find_in(repo.db, STATE, "_id", pids, query, projection={"_id": 1}, session=session)
+    return {d["_id"] for d in found}
 
 
 async def closed_before(repo: Repository, cutoff: datetime) -> list[Doc]:

@@ -263,6 +263,33 @@ async def find_led(
     return [d async for d in await coll.aggregate(stages, session=session)]
 
 
+async def find_in(
+    db: AsyncDatabase[Document],
+    collection: str,
+    field: str,
+    values: Sequence[Any],
+    query: Mapping[str, Any] | None = None,
+    *,
+    projection: Mapping[str, Any] | None = None,
+    session: AsyncClientSession | None = None,
+) -> list[Document]:
+    """The documents of ``collection`` whose ``field`` holds one of ``values`` and that match ``query``,
+    each once. SecantusDB compares every candidate with every value of an ``$in``, so a long list is
+    read as short ones: thousands of ids cost it seconds as one list, milliseconds as lists of 64."""
+    found: dict[Any, Document] = {}
+    for i in range(0, len(values), _LONG_IN):
+        condition = {field: {"$in": list(values[i : i + _LONG_IN])}}
+        if not query:
+            full: Mapping[str, Any] = condition
+        elif field in query:
+            full = {"$and": [dict(query), condition]}
+        else:
+            full = {**query, **condition}
+        for doc in await find_led(db, collection, full, condition, projection=projection, session=session):
+            found.setdefault(doc["_id"], doc)
+    return list(found.values())
+
+
 async def stream_led(
     db: AsyncDatabase[Document],
     collection: str,

@@ -15,7 +15,7 @@ with a write conflict and is retried by the driver, then sees the new version.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from pymongo.read_concern import ReadConcern
 
 from fhir_server.storage.client import DURABLE, Document, Mongo
 from fhir_server.storage.indexes import HISTORY
-from fhir_server.storage.lead import Lead, count_led, find_led, narrowed
+from fhir_server.storage.lead import Lead, count_led, find_in, find_led, narrowed
 
 T = TypeVar("T")
 Session = AsyncClientSession
@@ -144,8 +144,8 @@ class Repository:
         self, rtype: str, ids: list[str], session: Session | None = None
     ) -> dict[str, Record]:
         """The current versions (tombstones included) of those of ``ids`` that exist, by id."""
-        cursor = self.db[rtype].find({"_id": {"$in": ids}}, _CURRENT_FIELDS, session=session)
-        return {d["_id"]: Record.from_current(rtype, d) async for d in cursor}
+        docs = await find_in(self.db, rtype, "_id", ids, projection=_CURRENT_FIELDS, session=session)
+        return {d["_id"]: Record.from_current(rtype, d) for d in docs}
 
     async def version(
         self, rtype: str, rid: str, version: int, session: Session | None = None
@@ -208,6 +208,16 @@ class Repository:
             projection=_CURRENT_FIELDS,
             limit=limit,
             session=session,
+        )
+        return [Record.from_current(rtype, d) for d in docs]
+
+    async def find_by(
+        self, rtype: str, field: str, values: Sequence[Any], session: Session | None = None
+    ) -> list[Record]:
+        """Live resources of ``rtype`` whose stored ``field`` (``idx.<param>``, ``comp``) holds one of
+        ``values``: bulk lookups by identifier or patient, however many values."""
+        docs = await find_in(
+            self.db, rtype, field, values, {"del": False}, projection=_CURRENT_FIELDS, session=session
         )
         return [Record.from_current(rtype, d) for d in docs]
 

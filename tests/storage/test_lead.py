@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from fhir_server.storage.client import Mongo
-from fhir_server.storage.lead import count_led, distinct_led, find_led
+from fhir_server.storage.lead import count_led, distinct_led, find_in, find_led
 
 
 async def test_led_query_with_a_long_in_matches_the_plain_query(mongo: Mongo) -> None:
@@ -55,4 +55,24 @@ async def test_long_lists_under_nor_and_many_matches_keep_the_plain_results(mong
         "d006",
         "d009",
     ]
+    await coll.drop()
+
+
+async def test_a_long_list_read_in_short_ones_finds_each_match_once(mongo: Mongo) -> None:
+    name = f"lead_{uuid.uuid4().hex[:8]}"
+    coll = mongo.db[name]
+    await coll.create_index("comp")
+    # d0 holds values of the first and of the last short list; d2 fails the extra condition.
+    docs = [
+        {"_id": "d0", "comp": ["p0", "p299"], "k": 1},
+        {"_id": "d1", "comp": ["p150"], "k": 1},
+        {"_id": "d2", "comp": ["p151"], "k": 2},
+        {"_id": "d3", "comp": ["q1"], "k": 1},
+    ]
+    await coll.insert_many(docs)
+    values = [f"p{i}" for i in range(300)]
+    plain = sorted([d["_id"] async for d in coll.find({"comp": {"$in": values}, "k": 1})])
+    found = await find_in(mongo.db, name, "comp", values, {"k": 1}, projection={"_id": 1})
+    assert sorted(d["_id"] for d in found) == plain == ["d0", "d1"]
+    assert await find_in(mongo.db, name, "comp", []) == []
     await coll.drop()
