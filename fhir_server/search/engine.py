@@ -22,6 +22,7 @@ from fhir_server.fhir.registry import is_served
 from fhir_server.search.compiler import Compiler, Filter, Lookup, Restrict, no_restriction
 from fhir_server.search.plan import choose_lead, cut_compartments
 from fhir_server.search.request import Include, SearchRequest
+from fhir_server.storage.lead import short_lists
 from fhir_server.storage.repository import (
     Record,
     Repository,
@@ -247,7 +248,8 @@ class SearchEngine:
                 by_type.setdefault(rtype, []).append(rid)
         out = []
         for rtype, ids in by_type.items():
-            out += await self._fetch(rtype, {"_id": {"$in": ids}}, restrict, session, seen)
+            for part in short_lists(ids):
+                out += await self._fetch(rtype, {"_id": {"$in": part}}, restrict, session, seen)
         return out
 
     async def _fetch_reverse(
@@ -261,7 +263,10 @@ class SearchEngine:
         out = []
         # One query per reference parameter, so that each runs on that parameter's index.
         for p in inc.params:
-            out += await self._fetch(inc.source, {f"idx.{p.code}": {"$in": targets}}, restrict, session, seen)
+            for part in short_lists(targets):
+                out += await self._fetch(
+                    inc.source, {f"idx.{p.code}": {"$in": part}}, restrict, session, seen
+                )
         return out
 
     async def _fetch(

@@ -329,3 +329,33 @@ async def test_system_search_across_types_pages_through_all(client: httpx.AsyncC
     assert (await client.get("?_type=Patient,Practitioner&family=x")).status_code == 400
     assert (await client.get("?_type=Patient&_sort=_id")).status_code == 400
     assert (await client.get("?_type=Observation")).status_code == 404
+
+
+async def test_includes_of_a_large_page_bring_every_target(client: httpx.AsyncClient) -> None:
+    family = "Inclus" + uuid.uuid4().hex[:8]
+    entries = []
+    for i in range(70):
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:p{i}",
+                "resource": patient(family),
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        )
+        allergy = {"resourceType": "AllergyIntolerance", "patient": {"reference": f"urn:uuid:p{i}"}}
+        entries.append({"resource": allergy, "request": {"method": "POST", "url": "AllergyIntolerance"}})
+    r = await client.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text
+    page = (
+        await client.get(f"Patient?family={family}&_count=100&_revinclude=AllergyIntolerance:patient")
+    ).json()
+    included = [e["resource"] for e in page["entry"] if e["search"]["mode"] == "include"]
+    patients = {e["resource"]["id"] for e in page["entry"] if e["search"]["mode"] == "match"}
+    assert len(patients) == 70
+    assert {a["patient"]["reference"] for a in included} == {f"Patient/{p}" for p in patients}
+    back = (
+        await client.get(
+            f"AllergyIntolerance?patient.family={family}&_count=100&_include=AllergyIntolerance:patient"
+        )
+    ).json()
+    assert {e["resource"]["id"] for e in back["entry"] if e["search"]["mode"] == "include"} == patients
