@@ -91,8 +91,51 @@ class Snapshot:
         base: Filter = {"op": {"$ne": "delete"}, **self.window}
         async for batch in self._scan(rtype, base, access, after, _FIELDS):
             if type_filter is not None:
-                batch = await self._matching(rtype, batch, type_filter)
+                batch = await self.matching(rtype, batch, type_filter)
             yield batch
+
+    async def patient_batches(
+        self, scans: dict[str, tuple[Filter | None, str | None]]
+    ) -> AsyncIterator[tuple[str, list[Document]]]:
+        """A Patient or Group export's live versions at T of several types at once, as (type, batch):
+        one scan per group of patients, not one per type and group. ``scans`` gives each type's access
+        filter and resume point; a type gets only what comes after its own resume point."""
+        assert self.groups is not None
+        if not scans:
+            return
+        points = {t: _resume_point(after) if after else (0, "") for t, (_, after) in scans.items()}
+        kinds = [_and([{"t": t}, access]) for t, (access, _) in scans.items()]
+        base = _and(
+            [{"op": {"$ne": "delete"}, **self.window}, kinds[0] if len(kinds) == 1 else {"$or": kinds}]
+        )
+        fields = {**_FIELDS, "t": 1, "comp": 1}
+        for n in range(min(group for group, _ in points.values()), len(self.groups)):
+            lead = {"comp": {"$in": self.groups[n]}}
+            cursor = await stream_led(
+                self.db,
+                HISTORY,
+                _and([base, lead]),
+                lead,
+                projection=fields,
+                sort=[("_id", 1)],
+                batch_size=self.batch_size,
+            )
+            while batch := await cursor.to_list(self.batch_size):
+                by_type: dict[str, list[Document]] = {}
+                for doc in batch:
+                    rtype = doc.pop("t")
+                    group, last = points[rtype]
+                    if self._first_group(doc, n) < n or n < group or (n == group and doc["_id"] <= last):
+                        continue
+                    doc["at"] = f"{n} {doc['_id']}"
+                    by_type.setdefault(rtype, []).append(doc)
+                for rtype, docs in by_type.items():
+                    yield rtype, docs
+
+    def _first_group(self, doc: Document, n: int) -> int:
+        """The first group of patients holding one of the compartments of ``doc`` (read with ``n``):
+        a version in the compartments of several groups is exported with the first."""
+        return min((self._group_of.get(p, n) for p in doc.pop("comp", None) or []), default=n)
 
     async def deletions(
         self, rtype: str, access: Filter | None, after: str | None
@@ -128,9 +171,7 @@ class Snapshot:
             async for batch in read:
                 kept = []
                 for doc in batch:
-                    # Read with an earlier group already when that group holds one of its patients.
-                    groups = (self._group_of.get(p, n) for p in doc.pop("comp", None) or [])
-                    if min(groups, default=n) >= n:
+                    if self._first_group(doc, n) >= n:
                         doc["at"] = f"{n} {doc['_id']}"
                         kept.append(doc)
                 if kept:
@@ -159,7 +200,7 @@ class Snapshot:
         while batch := await cursor.to_list(self.batch_size):
             yield batch
 
-    async def _matching(self, rtype: str, batch: list[Document], type_filter: Filter) -> list[Document]:
+    async def matching(self, rtype: str, batch: list[Document], type_filter: Filter) -> list[Document]:
         """Those of ``batch`` whose version at T matches ``type_filter``."""
         ids = [d["id"] for d in batch]
         found = await find_in(self.db, rtype, "_id", ids, type_filter, projection={"v": 1})

@@ -144,17 +144,16 @@ class ExportWorker:
             secret = await self.jobs.pseudonym_secret(self.settings.pseudonym_secret)
             pseudonyms = Pseudonymizer(secret, self.settings.fhir_base)
         try:
+            together: list[int] = []
+            if snapshot.groups is not None:
+                # A Patient or Group export reads each group of patients once for all its types.
+                together = [i for i, p in enumerate(job["parts"]) if p["kind"] == "output" and not p["done"]]
+                await self._patients_output(job, together, spec, snapshot, access, pseudonyms, progress)
             for i, part in enumerate(job["parts"]):
-                if part["done"]:
+                if part["done"] or i in together:
                     continue
-                writer = NdjsonWriter(
-                    folder,
-                    part["type"] if part["kind"] == "output" else f"Deleted-{part['type']}",
-                    job["attempt"],
-                    self.settings.export_file_max_bytes,
-                    max((file_number(f["name"]) for f in part["files"]), default=0) + 1,
-                )
-                run = _PartRun(self, job, i, writer, progress)
+                run = self._part_run(job, i, progress)
+                writer = run.writer
                 try:
                     restrict = access.history_filter([part["type"]], skip_narrowed=True)
                     if restrict is not DENY:
@@ -175,6 +174,57 @@ class ExportWorker:
         if final is not None:
             _remove_strays(folder, final)
 
+    def _part_run(self, job: Document, index: int, progress: dict[str, int]) -> _PartRun:
+        """The writing of part ``index``, into files numbered after those it has recorded."""
+        part = job["parts"][index]
+        writer = NdjsonWriter(
+            self.jobs.job_folder(job["_id"]),
+            part["type"] if part["kind"] == "output" else f"Deleted-{part['type']}",
+            job["attempt"],
+            self.settings.export_file_max_bytes,
+            max((file_number(f["name"]) for f in part["files"]), default=0) + 1,
+        )
+        return _PartRun(self, job, index, writer, progress)
+
+    async def _patients_output(
+        self,
+        job: Document,
+        indexes: list[int],
+        spec: ExportSpec,
+        snapshot: Snapshot,
+        access: Access,
+        pseudonyms: Pseudonymizer | None,
+        progress: dict[str, int],
+    ) -> None:
+        """Write the output parts ``indexes`` of a Patient or Group export from one scan per group of
+        patients; each part resumes after its own last recorded line."""
+        runs: dict[str, tuple[_PartRun, Filter | None, list[str]]] = {}
+        scans: dict[str, tuple[Filter | None, str | None]] = {}
+        try:
+            for i in indexes:
+                part = job["parts"][i]
+                rtype = part["type"]
+                run = self._part_run(job, i, progress)
+                restrict = access.history_filter([rtype], skip_narrowed=True)
+                if restrict is DENY:
+                    await run.close()
+                    continue
+                type_filter = await self._type_filter(rtype, spec.filters.get(rtype), access)
+                runs[rtype] = (run, type_filter, _elements_for(rtype, spec.elements))
+                scans[rtype] = (restrict, part["cursor"])
+            async for rtype, batch in snapshot.patient_batches(scans):
+                run, type_filter, elements = runs[rtype]
+                if type_filter is not None:
+                    batch = await snapshot.matching(rtype, batch, type_filter)
+                for doc in batch:
+                    await run.write(_line(doc["res"], elements, pseudonyms), doc["at"])
+            for run, _, _ in runs.values():
+                await run.close()
+        except BaseException:
+            for run, _, _ in runs.values():
+                run.writer.abandon()
+            raise
+
     async def _output(
         self,
         run: _PartRun,
@@ -190,12 +240,7 @@ class ExportWorker:
         elements = _elements_for(rtype, spec.elements)
         async for batch in snapshot.batches(rtype, restrict, type_filter, part["cursor"]):
             for doc in batch:
-                res = doc["res"]
-                if elements:
-                    res = select_elements(res, elements)
-                if pseudonyms is not None:
-                    res = pseudonyms.transform(res)
-                await run.write(dumps(res), doc["at"])
+                await run.write(_line(doc["res"], elements, pseudonyms), doc["at"])
 
     async def _deleted(
         self,
@@ -276,6 +321,15 @@ class _PartRun:
     async def _record(self, file: OutputFile | None, done: bool) -> None:
         if not await self.jobs.record_file(self.job, self.index, file, self.last, done):
             raise LeaseLost
+
+
+def _line(res: Document, elements: list[str], pseudonyms: Pseudonymizer | None) -> bytes:
+    """An exported resource's NDJSON line: its ``_elements`` subset, de-identified for research."""
+    if elements:
+        res = select_elements(res, elements)
+    if pseudonyms is not None:
+        res = pseudonyms.transform(res)
+    return dumps(res)
 
 
 def _elements_for(rtype: str, elements: list[str]) -> list[str]:

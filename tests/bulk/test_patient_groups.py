@@ -71,3 +71,29 @@ async def test_a_group_scan_resumed_after_any_resource_gives_exactly_the_rest(
             assert full == [(f"0 Group/{shared['id']}/1", shared["id"])]
         for i, (at, _) in enumerate(full):
             assert await scan(rtype, at) == full[i + 1 :]
+
+
+async def test_types_read_together_resume_each_after_its_own_point(
+    bulk_app: FastAPI, bulk: httpx.AsyncClient
+) -> None:
+    pids, allergies = await _members(bulk)
+    shared = await create(bulk, _group([pids[1], pids[PATIENTS_PER_SCAN], pids[-1]]))
+    repo = bulk_app.state.services.repo
+    snapshot = Snapshot(repo, datetime.now(UTC), None, None, pids, "bulk_scratch_test", batch_size=5)
+    types = ("AllergyIntolerance", "Group", "Patient")
+
+    async def scan(after: dict[str, str | None]) -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {t: [] for t in types}
+        async for rtype, batch in snapshot.patient_batches({t: (None, after.get(t)) for t in types}):
+            out[rtype] += [(d["at"], d["id"]) for d in batch]
+        return out
+
+    full = await scan({})
+    assert sorted(rid for _, rid in full["AllergyIntolerance"]) == sorted(allergies)
+    assert [rid for _, rid in full["Group"]] == [shared["id"]]
+    assert sorted(rid for _, rid in full["Patient"]) == pids
+    # A worker that died had recorded each type up to a different point: each goes on from its own.
+    for cut in ((0, 0, 0), (3, 1, 17), (9, 0, 8), (20, 1, 1), (13, 1, 20)):
+        after = {t: full[t][k - 1][0] if k else None for t, k in zip(types, cut, strict=True)}
+        resumed = await scan(after)
+        assert resumed == {t: full[t][k:] for t, k in zip(types, cut, strict=True)}

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +55,39 @@ async def test_a_job_whose_worker_was_killed_is_finished_by_another_with_exact_c
     created = await bulk_app.state.services.resources.create_many([patient(tag) for _ in range(PATIENTS)])
     expected = sorted(r.id for r in created)
     status = await kick_off(bulk, params={"_type": "Patient", "_typeFilter": f"Patient?family={tag}"})
+    manifest = await _killed_then_finished(bulk_app, bulk, bulk_settings, tmp_path, status)
+    counts = Counter(p["id"] for p in await resources(bulk, manifest))
+    assert sorted(counts) == expected
+    assert set(counts.values()) == {1}
+
+
+# See the test above.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_killed_group_export_reading_its_types_together_finishes_with_exact_content(
+    bulk_app: FastAPI, bulk: httpx.AsyncClient, bulk_settings: Settings, tmp_path: Path
+) -> None:
+    tag = "Regroup" + uuid.uuid4().hex[:8]
+    created = await bulk_app.state.services.resources.create_many([patient(tag) for _ in range(PATIENTS)])
+    pids = sorted(r.id for r in created)
+    allergies = [
+        {"resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{p}"}} for p in pids[::3]
+    ]
+    await bulk_app.state.services.resources.create_many(allergies)
+    members = [{"entity": {"reference": f"Patient/{p}"}} for p in pids]
+    group = {"resourceType": "Group", "type": "person", "actual": True, "member": members}
+    [made] = await bulk_app.state.services.resources.create_many([group])
+    status = await kick_off(bulk, f"Group/{made.id}/$export", {"_type": "Patient,AllergyIntolerance"})
+    manifest = await _killed_then_finished(bulk_app, bulk, bulk_settings, tmp_path, status)
+    found = Counter((r["resourceType"], r["id"]) for r in await resources(bulk, manifest))
+    assert set(found.values()) == {1}
+    assert sorted(rid for t, rid in found if t == "Patient") == pids
+    assert len([rid for t, rid in found if t == "AllergyIntolerance"]) == len(allergies)
+
+
+async def _killed_then_finished(
+    bulk_app: FastAPI, bulk: httpx.AsyncClient, bulk_settings: Settings, tmp_path: Path, status: str
+) -> dict[str, Any]:
+    """Let a worker process write 20 files of the job, kill it, let another worker finish: the manifest."""
     job_id = status.rsplit("/", 1)[1]
     jobs = bulk_app.state.mongo.db[JOBS]
     log = tmp_path / "worker.log"
@@ -85,12 +119,10 @@ async def test_a_job_whose_worker_was_killed_is_finished_by_another_with_exact_c
         await asyncio.sleep(0.1)
         job = await jobs.find_one({"_id": job_id})
     assert await worker(bulk_app).run_pending() == 1
-    manifest = (await bulk.get(status)).json()
-    counts = Counter(p["id"] for p in await resources(bulk, manifest))
-    assert sorted(counts) == expected
-    assert set(counts.values()) == {1}
+    manifest: dict[str, Any] = (await bulk.get(status)).json()
     # Both attempts wrote files; only the recorded ones remain on disk.
     names = {o["url"].rsplit("/", 1)[1] for o in manifest["output"]}
     assert {n.split(".")[2] for n in names} == {"a1", "a2"}
     on_disk = {p.name for p in bulk_app.state.export_jobs.job_folder(job_id).iterdir()}
     assert on_disk == names
+    return manifest
