@@ -100,42 +100,8 @@ class Snapshot:
         """A Patient or Group export's live versions at T of several types at once, as (type, batch):
         one scan per group of patients, not one per type and group. ``scans`` gives each type's access
         filter and resume point; a type gets only what comes after its own resume point."""
-        assert self.groups is not None
-        if not scans:
-            return
-        points = {t: _resume_point(after) if after else (0, "") for t, (_, after) in scans.items()}
-        kinds = [_and([{"t": t}, access]) for t, (access, _) in scans.items()]
-        base = _and(
-            [{"op": {"$ne": "delete"}, **self.window}, kinds[0] if len(kinds) == 1 else {"$or": kinds}]
-        )
-        fields = {**_FIELDS, "t": 1, "comp": 1}
-        for n in range(min(group for group, _ in points.values()), len(self.groups)):
-            lead = {"comp": {"$in": self.groups[n]}}
-            cursor = await stream_led(
-                self.db,
-                HISTORY,
-                _and([base, lead]),
-                lead,
-                projection=fields,
-                sort=[("_id", 1)],
-                batch_size=self.batch_size,
-            )
-            while batch := await cursor.to_list(self.batch_size):
-                by_type: dict[str, list[Document]] = {}
-                for doc in batch:
-                    rtype = doc.pop("t")
-                    group, last = points[rtype]
-                    if self._first_group(doc, n) < n or n < group or (n == group and doc["_id"] <= last):
-                        continue
-                    doc["at"] = f"{n} {doc['_id']}"
-                    by_type.setdefault(rtype, []).append(doc)
-                for rtype, docs in by_type.items():
-                    yield rtype, docs
-
-    def _first_group(self, doc: Document, n: int) -> int:
-        """The first group of patients holding one of the compartments of ``doc`` (read with ``n``):
-        a version in the compartments of several groups is exported with the first."""
-        return min((self._group_of.get(p, n) for p in doc.pop("comp", None) or []), default=n)
+        async for item in self._by_groups({"op": {"$ne": "delete"}, **self.window}, scans, _FIELDS):
+            yield item
 
     async def deletions(
         self, rtype: str, access: Filter | None, after: str | None
@@ -153,41 +119,49 @@ class Snapshot:
         after: str | None,
         fields: Document,
     ) -> AsyncIterator[list[Document]]:
-        """The documents of ``rtype`` matching ``base`` and ``access``, by resume point.
-
-        Led by the type, or by each group of patients: SecantusDB answers a range of ``_id`` alone by
-        scanning the whole collection."""
-        if self.groups is None:
-            async for batch in self._read(rtype, base, access, after, {"t": rtype}, fields):
-                for doc in batch:
-                    doc["at"] = doc["_id"]
+        """The documents of ``rtype`` matching ``base`` and ``access``, after the resume point ``after``:
+        led by the type (SecantusDB answers a range of ``_id`` alone by scanning the whole collection),
+        or by each group of patients."""
+        if self.groups is not None:
+            async for _, batch in self._by_groups(base, {rtype: (access, after)}, fields):
                 yield batch
             return
-        first, last = (0, None) if after is None else _resume_point(after)
-        for n in range(first, len(self.groups)):
-            lead = {"comp": {"$in": self.groups[n]}}
-            since = last if n == first else None
-            read = self._read(rtype, base, access, since, lead, {**fields, "comp": 1})
-            async for batch in read:
-                kept = []
-                for doc in batch:
-                    if self._first_group(doc, n) >= n:
-                        doc["at"] = f"{n} {doc['_id']}"
-                        kept.append(doc)
-                if kept:
-                    yield kept
-
-    async def _read(
-        self,
-        rtype: str,
-        base: Filter,
-        access: Filter | None,
-        after: str | None,
-        lead: Filter,
-        fields: Document,
-    ) -> AsyncIterator[list[Document]]:
         ids: Filter = {"$gt": after or f"{rtype}/", "$lt": f"{rtype}0"}
-        query = _and([{**base, "_id": ids}, access, lead])
+        async for batch in self._stream(_and([{**base, "_id": ids}, access]), {"t": rtype}, fields):
+            for doc in batch:
+                doc["at"] = doc["_id"]
+            yield batch
+
+    async def _by_groups(
+        self, base: Filter, scans: dict[str, tuple[Filter | None, str | None]], fields: Document
+    ) -> AsyncIterator[tuple[str, list[Document]]]:
+        """The documents matching ``base`` of the types of ``scans`` (each with its access filter and
+        resume point), as (type, batch), read group of patients by group. A version in the compartments
+        of several groups is read with the first."""
+        assert self.groups is not None
+        if not scans:
+            return
+        points = {t: _resume_point(after) if after else (0, "") for t, (_, after) in scans.items()}
+        kinds = [_and([{"t": t}, access]) for t, (access, _) in scans.items()]
+        query = _and([base, kinds[0] if len(kinds) == 1 else {"$or": kinds}])
+        fields = {**fields, "t": 1, "comp": 1}
+        for n in range(min(group for group, _ in points.values()), len(self.groups)):
+            lead = {"comp": {"$in": self.groups[n]}}
+            async for batch in self._stream(_and([query, lead]), lead, fields):
+                by_type: dict[str, list[Document]] = {}
+                for doc in batch:
+                    rtype = doc.pop("t")
+                    first = min((self._group_of.get(p, n) for p in doc.pop("comp", None) or []), default=n)
+                    group, last = points[rtype]
+                    if first < n or n < group or (n == group and doc["_id"] <= last):
+                        continue
+                    doc["at"] = f"{n} {doc['_id']}"
+                    by_type.setdefault(rtype, []).append(doc)
+                for rtype, docs in by_type.items():
+                    yield rtype, docs
+
+    async def _stream(self, query: Filter, lead: Filter, fields: Document) -> AsyncIterator[list[Document]]:
+        """The history documents matching ``query`` (led by ``lead``), by ``_id``, in batches."""
         cursor = await stream_led(
             self.db,
             HISTORY,

@@ -3,6 +3,7 @@ number of members, and a scan resumed at any recorded point gives exactly the re
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -97,3 +98,26 @@ async def test_types_read_together_resume_each_after_its_own_point(
         after = {t: full[t][k - 1][0] if k else None for t, k in zip(types, cut, strict=True)}
         resumed = await scan(after)
         assert resumed == {t: full[t][k:] for t, k in zip(types, cut, strict=True)}
+
+
+async def test_a_group_export_since_lists_the_members_deletions_only(
+    bulk_app: FastAPI, bulk: httpx.AsyncClient
+) -> None:
+    pids, allergies = await _members(bulk)
+    outsider = (await create(bulk, patient("Dehors")))["id"]
+    theirs = await create(
+        bulk, {"resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{outsider}"}}
+    )
+    group = await create(bulk, _group(pids))
+    since = group["meta"]["lastUpdated"]
+    await asyncio.sleep(0.01)
+    # Deleted after _since: an allergy of a member of each scan, and the outsider's.
+    gone = [a for a, pid in allergies.items() if pid in (pids[0], pids[PATIENTS_PER_SCAN], pids[-1])]
+    for rid in [*gone, theirs["id"]]:
+        assert (await bulk.delete(f"AllergyIntolerance/{rid}")).status_code in (200, 204)
+    manifest = await export(
+        bulk_app, bulk, f"Group/{group['id']}/$export", {"_since": since, "_type": "AllergyIntolerance"}
+    )
+    assert await resources(bulk, manifest) == []
+    deleted = [e["request"]["url"] for b in await resources(bulk, manifest, "deleted") for e in b["entry"]]
+    assert sorted(deleted) == sorted(f"AllergyIntolerance/{rid}" for rid in gone)
